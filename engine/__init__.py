@@ -1,0 +1,68 @@
+"""OpsFlow's engine: a few services named after what users do (after Camunda's ProcessEngine).
+
+    engine = ProcessEngine.from_env()
+    engine.repository.deploy(...); engine.runtime.start(...); engine.tasks.complete(...)
+
+Pure Python over SpiffWorkflow and SQLAlchemy; never imports Flask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from engine.audit import AuditService
+from engine.casestore import CaseStore
+from engine.config import ROOT, Settings
+from engine.context import EngineContext, utc_now
+from engine.identity import IdentityService
+from engine.repository import RepositoryService
+from engine.runtime import RuntimeService
+from engine.tasks import TaskService
+
+
+class ProcessEngine:
+    def __init__(self, settings: Settings, clock: Callable[[], datetime] = utc_now,
+                 functions: dict[str, Any] | None = None,
+                 services: dict[str, Callable[..., Any]] | None = None) -> None:
+        self.ctx = EngineContext(settings, clock, functions, services)
+        self.audit = AuditService(self.ctx)
+        self.identity = IdentityService(self.ctx)
+        self.repository = RepositoryService(self.ctx, self.identity, self.audit)
+        self.store = CaseStore(self.ctx, self.repository, self.identity)
+        self.runtime = RuntimeService(self.ctx, self.repository, self.identity, self.audit, self.store)
+        self.tasks = TaskService(self.ctx, self.repository, self.identity, self.audit, self.store)
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> ProcessEngine:
+        return cls(Settings.from_env(), **kwargs)
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema to the newest Alembic revision."""
+        from engine.migrations import upgrade
+
+        upgrade(self.ctx.db.engine)
+
+    def init(self, demo: bool = False, demo_password: str = "opsflow") -> dict[str, Any]:
+        """Create or upgrade the schema, seed roles, deploy processes/, and add demo users."""
+        import json
+
+        self.migrate()
+        added_roles = self.identity.seed_roles(self.ctx.settings.processes_dir / "roles.json"
+                                               if (self.ctx.settings.processes_dir / "roles.json").exists()
+                                               else ROOT / "processes" / "roles.json")
+        deployed = self.repository.deploy_directory()
+        users = []
+        if demo:
+            for u in json.loads((ROOT / "processes" / "demo_users.json").read_text(encoding="utf-8")):
+                if self.identity.find(u["username"]) is None:
+                    self.identity.add_user(u["username"], u["roles"], u["display_name"], demo_password)
+                    users.append(u["username"])
+        return {"roles_added": added_roles, "deployed": deployed, "demo_users": users}
+
+    def close(self) -> None:
+        self.ctx.db.dispose()
+
+
+__all__ = ["ProcessEngine", "Settings"]

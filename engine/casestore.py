@@ -1,0 +1,245 @@
+"""Loading and saving a case under its lock, and keeping the inbox in step on every save.
+
+Per request: lock the case row -> take the workflow from a revision-checked cache (or restore it)
+-> act -> engine steps -> save state, inbox rows, subscriptions, timers and audit -> commit.
+A stale revision is a Conflict, never a lost update.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
+    CycleTimerEventDefinition,
+    TimeDateEventDefinition,
+    TimerEventDefinition,
+)
+from SpiffWorkflow.bpmn.specs.mixins.none_task import NoneTask
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from engine.assignment import named_assignee, performers, sod_violation
+from engine.context import EngineContext
+from engine.errors import Conflict, NotFound, ProcessError
+from engine.identity import IdentityService
+from engine.models import HumanTask, MessageSubscription, ProcessInstance
+from engine.repository import LoadedDefinition, RepositoryService
+
+
+@dataclass
+class OpenCase:
+    row: ProcessInstance
+    definition: LoadedDefinition
+    workflow: BpmnWorkflow
+
+
+class WorkflowCache:
+    """Deserialised workflows by case id, valid only for the revision they were saved at.
+
+    A workflow is taken out while a request works on it, so no two requests share one object.
+    """
+
+    def __init__(self, size: int = 512) -> None:
+        self._items: OrderedDict[int, tuple[int, BpmnWorkflow]] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def take(self, instance_id: int, revision: int) -> BpmnWorkflow | None:
+        with self._lock:
+            item = self._items.pop(instance_id, None)
+        return item[1] if item and item[0] == revision else None
+
+    def put(self, instance_id: int, revision: int, workflow: BpmnWorkflow) -> None:
+        with self._lock:
+            self._items[instance_id] = (revision, workflow)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+class CaseStore:
+    def __init__(self, ctx: EngineContext, repository: RepositoryService, identity: IdentityService) -> None:
+        self.ctx = ctx
+        self.repository = repository
+        self.identity = identity
+        self.cache = WorkflowCache()
+
+    # load ---------------------------------------------------------------------------------------
+    def lock(self, s: Session, instance_id: int) -> ProcessInstance:
+        row = s.scalars(select(ProcessInstance).where(ProcessInstance.id == instance_id)
+                        .with_for_update(of=ProcessInstance)).first()
+        if row is None:
+            raise NotFound(f"unknown case {instance_id}")
+        return row
+
+    @contextmanager
+    def open(self, s: Session, instance_id: int) -> Iterator[OpenCase]:
+        """Lock and load a case; the workflow goes back to the cache only after a clean commit."""
+        row = self.lock(s, instance_id)
+        definition = self.repository.load(row.definition_id)
+        workflow = self.cache.take(row.id, row.revision) or self.ctx.codec.load_state(
+            row.state, definition.spec, definition.subprocess_specs, self.ctx.script_engine)
+        case = OpenCase(row, definition, workflow)
+        yield case
+        s.flush()
+        revision = case.row.revision
+        s.info.setdefault("after_commit", []).append(lambda: self.cache.put(row.id, revision, workflow))
+
+    def read(self, s: Session, row: ProcessInstance) -> BpmnWorkflow:
+        """A private copy for reading (never shared with a writer)."""
+        definition = self.repository.load(row.definition_id)
+        return self.ctx.codec.load_state(row.state, definition.spec, definition.subprocess_specs,
+                                         self.ctx.script_engine)
+
+    # run ----------------------------------------------------------------------------------------
+    def run_engine(self, workflow: BpmnWorkflow) -> None:
+        """Run every automatic step; abstract tasks (bpmn:task) complete by themselves."""
+        try:
+            workflow.do_engine_steps()
+            while True:
+                abstract = [t for t in workflow.get_tasks(state=TaskState.READY, manual=True)
+                            if isinstance(t.task_spec, NoneTask)]
+                if not abstract:
+                    break
+                for task in abstract:
+                    task.run()
+                workflow.do_engine_steps()
+        except Exception as exc:  # a script, condition, DMN or service failed: report it as itself
+            raise ProcessError(f"the process failed: {_describe(exc)}") from exc
+
+    # save ---------------------------------------------------------------------------------------
+    def save(self, s: Session, case: OpenCase, *, new: bool = False) -> list[HumanTask]:
+        """Write state, inbox rows, subscriptions and the next timer; returns the new inbox rows."""
+        row, wf = case.row, case.workflow
+        now = self.ctx.now()
+        created = self._sync_inbox(s, case, now)
+        if wf.completed and row.status == "running":
+            row.status, row.ended_at = "completed", now
+            s.execute(update(HumanTask).where(HumanTask.instance_id == row.id, HumanTask.state == "open")
+                      .values(state="cancelled"))
+        row.next_timer_due = next_timer_due(wf)
+        state = self.ctx.codec.dump_state(wf)
+        if new:
+            row.state = state
+            s.add(row)
+            s.flush()
+            for task in created:
+                task.instance_id = row.id
+        else:
+            result = s.execute(update(ProcessInstance)
+                               .where(ProcessInstance.id == row.id, ProcessInstance.revision == row.revision)
+                               .values(state=state, revision=row.revision + 1, status=row.status,
+                                       ended_at=row.ended_at, next_timer_due=row.next_timer_due,
+                                       title=row.title)
+                               .execution_options(synchronize_session=False))
+            if result.rowcount != 1:
+                raise Conflict(f"case {row.id} was changed by someone else; reload and try again")
+            row.revision += 1
+        s.add_all(created)
+        self._sync_subscriptions(s, row.id, wf)
+        return created
+
+    def _sync_inbox(self, s: Session, case: OpenCase, now: datetime) -> list[HumanTask]:
+        row, wf, definition = case.row, case.workflow, case.definition
+        ready = {str(t.id): t for t in wf.get_tasks(state=TaskState.READY, manual=True)
+                 if t.task_spec.bpmn_id in definition.rules}
+        open_rows = {} if row.id is None else {
+            t.id: t for t in s.scalars(select(HumanTask).where(HumanTask.instance_id == row.id,
+                                                                HumanTask.state == "open"))}
+        for task_id, task_row in open_rows.items():
+            if task_id not in ready:
+                task_row.state = "cancelled"  # withdrawn by the process (boundary event, cancel, veto)
+        created = []
+        done = None
+        names = {k: v.name for k, v in definition.rules.items()}
+        for task_id, task in ready.items():
+            if task_id in open_rows:
+                continue
+            rules = definition.rules[task.task_spec.bpmn_id]
+            role = self.identity.resolve_role(rules.lane) or (rules.lane or "")
+            assignee = named_assignee(self.identity, rules, role, task.data, row.started_by)
+            if assignee and rules.separation_of_duties:
+                if done is None:
+                    done = performers(s, row.id) if row.id is not None else {}
+                if sod_violation(rules, assignee, done, row.started_by, names):
+                    assignee = None  # the named person is barred: the role's queue takes it
+            created.append(HumanTask(
+                id=task_id, instance_id=row.id, process_id=definition.process_id, bpmn_id=rules.bpmn_id,
+                name=rules.name, role=role, assignee=assignee, state="open", form_key=rules.form,
+                priority=rules.priority, created_at=now, due_at=self._due_at(rules, task.data, now),
+                claimed_at=now if assignee else None))
+        return created
+
+    def _due_at(self, rules: Any, data: dict[str, Any], now: datetime) -> datetime | None:
+        if rules.due_from and data.get(rules.due_from):
+            value = data[rules.due_from]
+            try:
+                due = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+            except ValueError:
+                return None
+            return due if due.tzinfo else due.replace(tzinfo=self.ctx.zone)
+        if rules.due_in:
+            duration = TimerEventDefinition.parse_iso_duration(rules.due_in)
+            return now + TimerEventDefinition.get_timedelta_from_start(duration, now)
+        return None
+
+    def _sync_subscriptions(self, s: Session, instance_id: int, wf: BpmnWorkflow) -> None:
+        s.execute(delete(MessageSubscription).where(MessageSubscription.instance_id == instance_id))
+        if wf.completed:
+            return
+        values: dict[str, Any] = {}
+        for props in (wf.correlations or {}).values():
+            values.update(props)
+        for event in wf.waiting_events():
+            if event.event_type.endswith("MessageEventDefinition"):
+                s.add(MessageSubscription(instance_id=instance_id, message_name=event.name,
+                                          correlation=self.ctx.codec.to_plain(values)))
+
+
+def next_timer_due(wf: BpmnWorkflow) -> datetime | None:
+    """The earliest due time of any waiting timer, in the case or its subprocesses."""
+    dues = []
+    for task in wf.event_manager.tasks.values():
+        event = task.task_spec.event_definition
+        for definition in getattr(event, "event_definitions", None) or [event]:
+            if not isinstance(definition, TimerEventDefinition):
+                continue
+            value = task._get_internal_data("event_value")
+            if value is None:
+                continue
+            if isinstance(definition, CycleTimerEventDefinition):
+                due = datetime.fromisoformat(value["next"]) if value.get("cycles", 0) != 0 else None
+            elif isinstance(definition, TimeDateEventDefinition):
+                due = TimerEventDefinition.parse_time_or_duration(value)
+            else:
+                due = TimerEventDefinition.get_datetime(value)
+            if due is not None:
+                dues.append(due)
+    return min(dues, default=None)
+
+
+def task_of(wf: BpmnWorkflow, task_id: str) -> Any:
+    try:
+        return wf.get_task_from_id(UUID(task_id))
+    except (ValueError, KeyError):
+        return None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or exc.__class__.__name__
+    cause = exc.__cause__ or getattr(exc, "error", None) or getattr(exc, "exception", None)
+    if isinstance(cause, BaseException) and str(cause) and str(cause) not in text:
+        text += f" ({cause.__class__.__name__}: {cause})"
+    return text

@@ -1,0 +1,32 @@
+"""What every service shares: settings, database, clock, codec and the sandboxed script engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.config import Settings
+from engine.db import Database
+from engine.spiff.sandbox import RestrictedEnvironment, ScriptEngine
+from engine.spiff.serializer import WorkflowCodec
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class EngineContext:
+    def __init__(self, settings: Settings, clock: Callable[[], datetime] = utc_now,
+                 functions: dict[str, Any] | None = None,
+                 services: dict[str, Callable[..., Any]] | None = None) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_url)
+        self.clock = clock
+        self.zone = settings.zone
+        self.codec = WorkflowCodec(self.zone)
+        self.environment = RestrictedEnvironment(functions, services)
+        self.script_engine = ScriptEngine(environment=self.environment)
+
+    def now(self) -> datetime:
+        return self.clock()

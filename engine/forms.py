@@ -1,0 +1,73 @@
+"""JSON Schema forms: loading, checking a schema, and validating a submission field by field."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import SchemaError
+
+from engine.errors import FieldError
+
+_FORMATS = FormatChecker()
+
+
+def read_form(forms_dir: Path, name: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The schema in forms_dir/name, or the reason it cannot be used."""
+    path = (forms_dir / name).resolve()
+    if forms_dir.resolve() not in path.parents:
+        return None, f"form {name!r} is outside the forms directory"
+    if not path.is_file():
+        return None, f"form {name!r} does not exist in {forms_dir}"
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, f"form {name!r} is not valid JSON: {exc}"
+    problem = schema_problem(schema)
+    return (None, f"form {name!r}: {problem}") if problem else (schema, None)
+
+
+def schema_problem(schema: Any) -> str | None:
+    if not isinstance(schema, dict):
+        return "a form must be a JSON object"
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return f"not a valid JSON Schema: {exc.message}"
+    return None
+
+
+@lru_cache(maxsize=512)
+def _validator(schema_text: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_text), format_checker=_FORMATS)
+
+
+def field_errors(schema: dict[str, Any], data: Any) -> list[FieldError]:
+    """Every error, each named by its field path (`systems[0].name`), required fields included."""
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    errors = []
+    for err in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+        path = _path(err.absolute_path)
+        if err.validator == "required" and isinstance(err.instance, dict):
+            missing = [n for n in err.validator_value if n not in err.instance]
+            for name in missing:
+                title = (err.schema.get("properties", {}).get(name, {}) or {}).get("title", name)
+                errors.append(FieldError(_join(path, name), f"{title}: 必填 (required)"))
+            continue
+        title = err.schema.get("title") if isinstance(err.schema, dict) else None
+        errors.append(FieldError(path or "(form)", f"{title + ': ' if title else ''}{err.message}"))
+    return errors
+
+
+def _path(parts: Any) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name

@@ -1,0 +1,231 @@
+"""Running cases: start, cancel, deliver messages, fire due timers, and read a case back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from SpiffWorkflow.bpmn import BpmnEvent
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import or_, select
+
+from engine.assignment import can_read_case
+from engine.audit import AuditService
+from engine.casestore import CaseStore, OpenCase
+from engine.context import EngineContext
+from engine.errors import BadRequest, Conflict, Forbidden, NotFound
+from engine.identity import Actor, IdentityService
+from engine.models import AuditEvent, CaseLink, HumanTask, MessageSubscription, ProcessInstance
+from engine.repository import RepositoryService
+
+
+@dataclass
+class CaseDetail:
+    id: int
+    process_id: str
+    process_name: str
+    version: int
+    business_key: str | None
+    title: str
+    status: str
+    started_by: str
+    started_at: datetime
+    ended_at: datetime | None
+    data: dict[str, Any]
+    open_tasks: list[HumanTask]
+    history: list[AuditEvent]
+    links: list[dict[str, Any]] = field(default_factory=list)
+
+
+class RuntimeService:
+    def __init__(self, ctx: EngineContext, repository: RepositoryService, identity: IdentityService,
+                 audit: AuditService, store: CaseStore) -> None:
+        self.ctx = ctx
+        self.repository = repository
+        self.identity = identity
+        self.audit = audit
+        self.store = store
+
+    def start(self, process_id: str, actor: Actor, data: dict[str, Any] | None = None,
+              business_key: str | None = None) -> ProcessInstance:
+        """Start a case on the latest version; it stays on that version until it ends."""
+        if data is not None and not isinstance(data, dict):
+            raise BadRequest("case data must be a JSON object")
+        data = dict(data or {})
+        row_def = self.repository.definition(process_id)
+        definition = self.repository.load(row_def.id)
+        if definition.start_role and not actor.has_role(definition.start_role):
+            raise Forbidden(f"{actor.username} does not hold the role {definition.start_role!r} "
+                            f"needed to start {process_id!r}", rule="role")
+        from SpiffWorkflow.bpmn import BpmnWorkflow
+
+        workflow = BpmnWorkflow(definition.spec, definition.subprocess_specs,
+                                script_engine=self.ctx.script_engine)
+        workflow.task_tree.data.update(data)
+        workflow.correlations = self._seed_correlations(definition.spec, data, business_key)
+        now = self.ctx.now()
+        title = str(data.get("title") or "").strip() or (
+            f"{definition.name} {business_key}" if business_key else definition.name)
+        row = ProcessInstance(definition_id=definition.id, process_id=process_id, business_key=business_key,
+                              title=title[:512], status="running", started_by=actor.username,
+                              started_at=now, state="", revision=1)
+        with self.ctx.db.transaction() as s:
+            self.store.run_engine(workflow)
+            case = OpenCase(row, definition, workflow)
+            self.store.save(s, case, new=True)
+            self.audit.record(s, actor.username, "case.started", instance_id=row.id,
+                              data={"process_id": process_id, "version": definition.version,
+                                    "business_key": business_key, "data": data})
+            revision = row.revision
+            s.info.setdefault("after_commit", []).append(
+                lambda: self.store.cache.put(row.id, revision, workflow))
+        return row
+
+    def _seed_correlations(self, spec: Any, data: dict[str, Any], business_key: str | None) -> dict:
+        """Seed every correlation key from the start data (or the business key).
+
+        SpiffWorkflow lets a case with no correlation values accept any message; seeding closes that.
+        """
+        seeded: dict[str, dict[str, Any]] = {}
+        for ts in spec.task_specs.values():
+            event = getattr(ts, "event_definition", None)
+            for prop in getattr(event, "correlation_properties", None) or []:
+                try:
+                    value = self.ctx.environment.evaluate(prop.retrieval_expression, dict(data))
+                except Exception:  # noqa: BLE001 (not in the start data: fall back to the business key)
+                    value = business_key
+                if value is None:
+                    continue
+                for key in prop.correlation_keys:
+                    seeded.setdefault(key, {})[prop.name] = value
+        return seeded
+
+    def cancel(self, instance_id: int, actor: Actor, reason: str) -> None:
+        if not reason or not reason.strip():
+            raise BadRequest("a reason is required to cancel a case")
+        with self.ctx.db.transaction() as s:
+            with self.store.open(s, instance_id) as case:
+                if case.row.status != "running":
+                    raise Conflict(f"case {instance_id} is {case.row.status}, not running")
+                if not (actor.username == case.row.started_by or actor.roles & {"supervisor", "admin",
+                                                                                "ops_manager"}):
+                    raise Forbidden(f"{actor.username} may not cancel case {instance_id}", rule="cancel")
+                case.workflow.cancel()
+                case.row.status, case.row.ended_at = "cancelled", self.ctx.now()
+                self.store.save(s, case)
+                self.audit.record(s, actor.username, "case.cancelled", instance_id=instance_id,
+                                  data={"reason": reason.strip()})
+
+    def deliver_message(self, name: str, correlation: dict[str, Any], payload: dict[str, Any],
+                        actor: Actor) -> int:
+        """Deliver a BPMN message to the one case waiting for it with these correlation values."""
+        with self.ctx.db.transaction() as s:
+            subs = list(s.scalars(select(MessageSubscription).where(MessageSubscription.message_name == name)))
+            matching = sorted({sub.instance_id for sub in subs
+                               if all(sub.correlation.get(k) == v for k, v in correlation.items())})
+        if not matching:
+            raise NotFound(f"no case is waiting for message {name!r} with correlation {correlation}")
+        if len(matching) > 1:
+            raise Conflict(f"message {name!r} matches {len(matching)} cases; add correlation values")
+        instance_id = matching[0]
+        with self.ctx.db.transaction() as s:
+            with self.store.open(s, instance_id) as case:
+                waiting = [t for t in case.workflow.get_tasks(state=TaskState.WAITING)
+                           if getattr(getattr(t.task_spec, "event_definition", None), "name", None) == name]
+                if not waiting:
+                    raise NotFound(f"case {instance_id} is no longer waiting for message {name!r}")
+                definition = waiting[0].task_spec.event_definition
+                event = BpmnEvent(definition, payload={**correlation, **payload},
+                                  correlations=case.workflow.correlations)
+                try:
+                    case.workflow.send_event(event)
+                except Exception as exc:  # noqa: BLE001 (Spiff raises a bare WorkflowException)
+                    raise NotFound(f"case {instance_id} did not accept message {name!r}: {exc}") from None
+                self.store.run_engine(case.workflow)
+                self.store.save(s, case)
+                self.audit.record(s, actor.username, "message.delivered", instance_id=instance_id,
+                                  data={"name": name, "correlation": correlation, "payload": payload})
+        return instance_id
+
+    def fire_due_timers(self, now: datetime | None = None, limit: int = 100) -> list[int]:
+        """Advance every case with a timer due by now; each in its own transaction."""
+        now = now or self.ctx.now()
+        with self.ctx.db.transaction() as s:
+            due = list(s.scalars(select(ProcessInstance.id).where(ProcessInstance.status == "running",
+                                                                  ProcessInstance.next_timer_due <= now)
+                                 .order_by(ProcessInstance.next_timer_due).limit(limit)))
+        fired = []
+        for instance_id in due:
+            with self.ctx.db.transaction() as s:
+                with self.store.open(s, instance_id) as case:
+                    if case.row.next_timer_due is None or case.row.next_timer_due > now:
+                        continue  # another worker got there first
+                    case.workflow.refresh_timers()
+                    self.store.run_engine(case.workflow)
+                    self.store.save(s, case)
+                    self.audit.record(s, "system", "timer.fired", instance_id=instance_id)
+                    fired.append(instance_id)
+        return fired
+
+    def link(self, from_id: int, to_id: int, kind: str, actor: str) -> None:
+        with self.ctx.db.transaction() as s:
+            for case_id in (from_id, to_id):
+                if s.get(ProcessInstance, case_id) is None:
+                    raise NotFound(f"unknown case {case_id}")
+            s.add(CaseLink(from_instance_id=from_id, to_instance_id=to_id, kind=kind,
+                           created_at=self.ctx.now(), created_by=actor))
+            self.audit.record(s, actor, "case.linked", instance_id=from_id, data={"to": to_id, "kind": kind})
+
+    def show(self, instance_id: int, actor: Actor | None = None) -> CaseDetail:
+        with self.ctx.db.transaction() as s:
+            row = s.get(ProcessInstance, instance_id)
+            if row is None:
+                raise NotFound(f"unknown case {instance_id}")
+            tasks = list(s.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id)
+                                   .order_by(HumanTask.created_at)))
+            if actor is not None:
+                participants = {t.completed_by for t in tasks if t.completed_by} | {
+                    t.assignee for t in tasks if t.assignee}
+                roles_open = {t.role for t in tasks if t.state == "open"}
+                if not (can_read_case(actor, row.started_by, participants) or actor.roles & roles_open):
+                    raise Forbidden(f"{actor.username} takes no part in case {instance_id}", rule="read")
+            history = list(s.scalars(select(AuditEvent).where(AuditEvent.instance_id == instance_id)
+                                     .order_by(AuditEvent.id)))
+            links = []
+            for link in s.scalars(select(CaseLink).where(or_(CaseLink.from_instance_id == instance_id,
+                                                             CaseLink.to_instance_id == instance_id))):
+                other_id = link.to_instance_id if link.from_instance_id == instance_id else link.from_instance_id
+                other = s.get(ProcessInstance, other_id)
+                links.append({"kind": link.kind, "direction": "to" if link.from_instance_id == instance_id
+                              else "from", "instance_id": other_id,
+                              "process_id": other.process_id if other else None,
+                              "title": other.title if other else None})
+            workflow = self.store.read(s, row)
+            data = self.ctx.codec.to_plain(case_data(workflow))
+            return CaseDetail(row.id, row.process_id, row.definition.name, row.definition.version,
+                              row.business_key, row.title, row.status, row.started_by, row.started_at,
+                              row.ended_at, data, [t for t in tasks if t.state == "open"], history, links)
+
+    def cases(self, process_id: str | None = None, status: str | None = None,
+              started_by: str | None = None, limit: int = 50, offset: int = 0) -> list[ProcessInstance]:
+        with self.ctx.db.transaction() as s:
+            query = select(ProcessInstance).order_by(ProcessInstance.id.desc())
+            if process_id:
+                query = query.where(ProcessInstance.process_id == process_id)
+            if status:
+                query = query.where(ProcessInstance.status == status)
+            if started_by:
+                query = query.where(ProcessInstance.started_by == started_by)
+            return list(s.scalars(query.offset(offset).limit(limit)))
+
+
+def case_data(workflow: Any) -> dict[str, Any]:
+    """The case's current data: the open tasks' view, else the last completed task's."""
+    ready = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING)
+    if ready:
+        return dict(ready[0].data)
+    if workflow.data:
+        return dict(workflow.data)
+    last = workflow.last_task
+    return dict(last.data) if last is not None else dict(workflow.task_tree.data)

@@ -1,0 +1,232 @@
+"""The inbox and the work on a task: claim, unclaim, assign, complete.
+
+Listing reads only the `human_task` table (indexed SQL); no workflow is deserialised for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from engine.assignment import check_may_act, distinct_users_errors, performers
+from engine.audit import AuditService
+from engine.casestore import CaseStore, task_of
+from engine.context import EngineContext
+from engine.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
+from engine.forms import field_errors
+from engine.identity import Actor, IdentityService
+from engine.models import HumanTask, ProcessInstance
+from engine.repository import RepositoryService
+
+MANAGER_ROLES = frozenset({"ops_manager", "supervisor", "it_head"})
+
+
+@dataclass
+class TaskDetail:
+    task: HumanTask
+    title: str
+    case_title: str
+    form: dict[str, Any] | None
+    data: dict[str, Any]
+    documentation: str | None
+    instructions: str | None
+
+
+class TaskService:
+    def __init__(self, ctx: EngineContext, repository: RepositoryService, identity: IdentityService,
+                 audit: AuditService, store: CaseStore) -> None:
+        self.ctx = ctx
+        self.repository = repository
+        self.identity = identity
+        self.audit = audit
+        self.store = store
+
+    # the inbox ----------------------------------------------------------------------------------
+    def inbox(self, actor: Actor, scope: str = "all", overdue: bool = False, process_id: str | None = None,
+              limit: int = 100, offset: int = 0) -> list[HumanTask]:
+        """Open tasks: `mine` (assigned to me), `group` (my roles', unclaimed) or `all` of both."""
+        query = self._inbox_query(actor, scope, overdue, process_id)
+        query = query.order_by(HumanTask.priority, HumanTask.due_at.is_(None), HumanTask.due_at,
+                               HumanTask.created_at).offset(offset).limit(limit)
+        with self.ctx.db.transaction() as s:
+            return list(s.scalars(query))
+
+    def count(self, actor: Actor, scope: str = "all", overdue: bool = False) -> int:
+        query = self._inbox_query(actor, scope, overdue, None)
+        with self.ctx.db.transaction() as s:
+            return s.scalar(select(func.count()).select_from(query.subquery())) or 0
+
+    def _inbox_query(self, actor: Actor, scope: str, overdue: bool, process_id: str | None) -> Any:
+        mine = HumanTask.assignee == actor.username
+        group = and_(HumanTask.assignee.is_(None), HumanTask.role.in_(sorted(actor.roles)))
+        if scope == "mine":
+            visible = mine
+        elif scope == "group":
+            visible = group
+        elif scope == "all":
+            visible = or_(mine, group)
+        elif scope == "everyone":
+            if not actor.roles & {"supervisor", "admin", "compliance", "ops_manager", "it_head"}:
+                raise Forbidden(f"{actor.username} may not list everyone's tasks", rule="read")
+            visible = HumanTask.state == "open"
+        else:
+            raise BadRequest(f"unknown scope {scope!r} (mine, group, all)")
+        query = select(HumanTask).where(HumanTask.state == "open", visible)
+        if overdue:
+            query = query.where(HumanTask.due_at < self.ctx.now())
+        if process_id:
+            query = query.where(HumanTask.process_id == process_id)
+        return query
+
+    def get(self, task_id: str, actor: Actor | None = None) -> TaskDetail:
+        with self.ctx.db.transaction() as s:
+            task = self._task(s, task_id)
+            case = s.get(ProcessInstance, task.instance_id)
+            assert case is not None
+            if actor is not None and not self._may_see(actor, task):
+                raise Forbidden(f"{actor.username} may not see task {task_id}", rule="read")
+            definition = self.repository.load(case.definition_id)
+            rules = definition.rules[task.bpmn_id]
+            data: dict[str, Any] = {}
+            if task.state == "open":
+                workflow = self.store.read(s, case)
+                spiff_task = task_of(workflow, task.id)
+                if spiff_task is not None:
+                    data = self.ctx.codec.to_plain(dict(spiff_task.data))
+            form = definition.forms.get(task.form_key) if task.form_key else None
+            return TaskDetail(task, rules.name, case.title, form, data, rules.documentation, rules.instructions)
+
+    @staticmethod
+    def _may_see(actor: Actor, task: HumanTask) -> bool:
+        return (task.assignee == actor.username or task.completed_by == actor.username
+                or actor.has_role(task.role) or bool(actor.roles & {"supervisor", "admin", "compliance"}))
+
+    # actions ------------------------------------------------------------------------------------
+    def claim(self, task_id: str, actor: Actor) -> HumanTask:
+        with self._refusals_recorded(), self.ctx.db.transaction() as s:
+            task, case = self._lock_open(s, task_id)
+            if task.assignee == actor.username:
+                return task
+            if task.assignee:
+                raise Conflict(f"task {task_id} is already claimed by {task.assignee}")
+            self._check(s, actor, task, case, claiming=True)
+            task.assignee, task.claimed_at = actor.username, self.ctx.now()
+            self.audit.record(s, actor.username, "task.claimed", instance_id=task.instance_id, task_id=task.id)
+            return task
+
+    def unclaim(self, task_id: str, actor: Actor) -> HumanTask:
+        with self.ctx.db.transaction() as s:
+            task, _case = self._lock_open(s, task_id)
+            if task.assignee is None:
+                return task
+            if task.assignee != actor.username and not actor.roles & MANAGER_ROLES:
+                raise Forbidden(f"task {task_id} is claimed by {task.assignee}; only they or a manager "
+                                f"may release it", rule="assignee")
+            previous, task.assignee, task.claimed_at = task.assignee, None, None
+            self.audit.record(s, actor.username, "task.unclaimed", instance_id=task.instance_id,
+                              task_id=task.id, data={"previous": previous})
+            return task
+
+    def assign(self, task_id: str, actor: Actor, username: str) -> HumanTask:
+        """Managers hand a task to a person who holds its role and is not barred from it."""
+        with self._refusals_recorded(), self.ctx.db.transaction() as s:
+            task, case = self._lock_open(s, task_id)
+            if not actor.roles & MANAGER_ROLES:
+                raise Forbidden(f"{actor.username} may not assign tasks (a manager's role is needed)",
+                                rule="assign")
+            target = self.identity.find(username)
+            if target is None:
+                raise NotFound(f"unknown user {username!r}")
+            if not target.has_role(task.role):
+                raise Forbidden(f"{username} does not hold the role {task.role!r}", rule="role")
+            previous = task.assignee
+            task.assignee = None  # judge the target as if the task were in the queue
+            self._check(s, target, task, case)
+            task.assignee, task.claimed_at = username, self.ctx.now()
+            self.audit.record(s, actor.username, "task.assigned", instance_id=task.instance_id,
+                              task_id=task.id, data={"assignee": username, "previous": previous})
+            return task
+
+    def complete(self, task_id: str, actor: Actor, data: dict[str, Any]) -> list[HumanTask]:
+        """Validate against the form and complete; returns the tasks the case opened next.
+
+        Every field error is reported at once and nothing is saved; a task completed meanwhile by
+        someone else is a Conflict.
+        """
+        if not isinstance(data, dict):
+            raise BadRequest("task data must be a JSON object")
+        with self._refusals_recorded(), self.ctx.db.transaction() as s:
+            task, case_row = self._lock_open(s, task_id)
+            with self.store.open(s, case_row.id) as case:
+                rules = case.definition.rules[task.bpmn_id]
+                self._check(s, actor, task, case_row)
+                schema = case.definition.forms.get(task.form_key) if task.form_key else None
+                errors = field_errors(schema, data) if schema is not None else []
+                errors += distinct_users_errors(rules, data)
+                if errors:
+                    raise ValidationFailed(f"the form for {rules.name!r} has {len(errors)} error(s)", errors)
+                spiff_task = task_of(case.workflow, task.id)
+                if spiff_task is None or spiff_task.state != TaskState.READY:
+                    raise Conflict(f"task {task_id} is no longer waiting for input")
+                spiff_task.set_data(**data)
+                spiff_task.run()
+                now = self.ctx.now()
+                task.state, task.completed_at, task.completed_by = "completed", now, actor.username
+                if task.assignee is None:
+                    task.assignee, task.claimed_at = actor.username, now
+                self.store.run_engine(case.workflow)
+                created = self.store.save(s, case)
+                self.audit.record(s, actor.username, "task.completed", instance_id=case_row.id,
+                                  task_id=task.id, data={"task": task.bpmn_id, "data": data})
+                return created
+
+    # helpers ------------------------------------------------------------------------------------
+    def _task(self, s: Session, task_id: str) -> HumanTask:
+        task = s.get(HumanTask, task_id)
+        if task is None:
+            raise NotFound(f"unknown task {task_id}")
+        return task
+
+    def _lock_open(self, s: Session, task_id: str) -> tuple[HumanTask, ProcessInstance]:
+        """Lock the task's case first (all writers do), then read the task's current state."""
+        task = self._task(s, task_id)
+        case = self.store.lock(s, task.instance_id)
+        s.refresh(task)
+        if task.state != "open":
+            who = f" by {task.completed_by}" if task.completed_by else ""
+            raise Conflict(f"task {task_id} is already {task.state}{who}")
+        return task, case
+
+    def _check(self, s: Session, actor: Actor, task: HumanTask, case: ProcessInstance,
+               claiming: bool = False) -> None:
+        definition = self.repository.load(case.definition_id)
+        rules = definition.rules[task.bpmn_id]
+        names = {k: v.name for k, v in definition.rules.items()}
+        try:
+            check_may_act(actor, task, rules, performers(s, case.id), case.started_by, names,
+                          claiming=claiming)
+        except Forbidden as refusal:
+            refusal.audit = (actor.username, case.id, task.id)  # type: ignore[attr-defined]
+            raise
+
+    @contextmanager
+    def _refusals_recorded(self) -> Iterator[None]:
+        """A refusal rolls the action back but is itself recorded, in a transaction of its own."""
+        try:
+            yield
+        except Forbidden as refusal:
+            who = getattr(refusal, "audit", None)
+            if who:
+                with self.ctx.db.transaction() as s:
+                    self.audit.record(s, who[0], "task.refused", instance_id=who[1], task_id=who[2],
+                                      data={"rule": refusal.rule, "reason": refusal.message})
+            raise
+
+
