@@ -33,6 +33,8 @@ class ProcessEngine:
         self.store = CaseStore(self.ctx, self.repository, self.identity)
         self.runtime = RuntimeService(self.ctx, self.repository, self.identity, self.audit, self.store)
         self.tasks = TaskService(self.ctx, self.repository, self.identity, self.audit, self.store)
+        # Services BPMN service tasks may call (spiffworkflow:serviceTaskOperator id="...").
+        self.ctx.environment.services.setdefault("start_case", self.runtime.start_linked_case)
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> ProcessEngine:

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from engine.assignment import named_assignee, performers, sod_violation
 from engine.context import EngineContext
-from engine.errors import Conflict, NotFound, ProcessError
+from engine.errors import Conflict, NotFound, OpsFlowError, ProcessError
 from engine.identity import IdentityService
 from engine.models import HumanTask, MessageSubscription, ProcessInstance
 from engine.repository import LoadedDefinition, RepositoryService
@@ -104,8 +104,9 @@ class CaseStore:
                                          self.ctx.script_engine)
 
     # run ----------------------------------------------------------------------------------------
-    def run_engine(self, workflow: BpmnWorkflow) -> None:
+    def run_engine(self, workflow: BpmnWorkflow, case_id: int, actor: str) -> None:
         """Run every automatic step; abstract tasks (bpmn:task) complete by themselves."""
+        token = self.ctx.current_case.set((case_id, actor))
         try:
             workflow.do_engine_steps()
             while True:
@@ -116,11 +117,15 @@ class CaseStore:
                 for task in abstract:
                     task.run()
                 workflow.do_engine_steps()
+        except OpsFlowError:
+            raise
         except Exception as exc:  # a script, condition, DMN or service failed: report it as itself
             raise ProcessError(f"the process failed: {_describe(exc)}") from exc
+        finally:
+            self.ctx.current_case.reset(token)
 
     # save ---------------------------------------------------------------------------------------
-    def save(self, s: Session, case: OpenCase, *, new: bool = False) -> list[HumanTask]:
+    def save(self, s: Session, case: OpenCase) -> list[HumanTask]:
         """Write state, inbox rows, subscriptions and the next timer; returns the new inbox rows."""
         row, wf = case.row, case.workflow
         now = self.ctx.now()
@@ -131,22 +136,15 @@ class CaseStore:
                       .values(state="cancelled"))
         row.next_timer_due = next_timer_due(wf)
         state = self.ctx.codec.dump_state(wf)
-        if new:
-            row.state = state
-            s.add(row)
-            s.flush()
-            for task in created:
-                task.instance_id = row.id
-        else:
-            result = s.execute(update(ProcessInstance)
-                               .where(ProcessInstance.id == row.id, ProcessInstance.revision == row.revision)
-                               .values(state=state, revision=row.revision + 1, status=row.status,
-                                       ended_at=row.ended_at, next_timer_due=row.next_timer_due,
-                                       title=row.title)
-                               .execution_options(synchronize_session=False))
-            if result.rowcount != 1:
-                raise Conflict(f"case {row.id} was changed by someone else; reload and try again")
-            row.revision += 1
+        result = s.execute(update(ProcessInstance)
+                           .where(ProcessInstance.id == row.id, ProcessInstance.revision == row.revision)
+                           .values(state=state, revision=row.revision + 1, status=row.status,
+                                   ended_at=row.ended_at, next_timer_due=row.next_timer_due,
+                                   title=row.title)
+                           .execution_options(synchronize_session=False))
+        if result.rowcount != 1:
+            raise Conflict(f"case {row.id} was changed by someone else; reload and try again")
+        row.revision += 1
         s.add_all(created)
         self._sync_subscriptions(s, row.id, wf)
         return created
@@ -155,7 +153,7 @@ class CaseStore:
         row, wf, definition = case.row, case.workflow, case.definition
         ready = {str(t.id): t for t in wf.get_tasks(state=TaskState.READY, manual=True)
                  if t.task_spec.bpmn_id in definition.rules}
-        open_rows = {} if row.id is None else {
+        open_rows = {
             t.id: t for t in s.scalars(select(HumanTask).where(HumanTask.instance_id == row.id,
                                                                 HumanTask.state == "open"))}
         for task_id, task_row in open_rows.items():
@@ -172,7 +170,7 @@ class CaseStore:
             assignee = named_assignee(self.identity, rules, role, task.data, row.started_by)
             if assignee and rules.separation_of_duties:
                 if done is None:
-                    done = performers(s, row.id) if row.id is not None else {}
+                    done = performers(s, row.id)
                 if sod_violation(rules, assignee, done, row.started_by, names):
                     assignee = None  # the named person is barred: the role's queue takes it
             created.append(HumanTask(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +28,8 @@ class EngineContext:
         self.codec = WorkflowCodec(self.zone)
         self.environment = RestrictedEnvironment(functions, services)
         self.script_engine = ScriptEngine(environment=self.environment)
+        # The case (id, acting user) whose engine steps are running, for services that act on it.
+        self.current_case: ContextVar[tuple[int, str] | None] = ContextVar("opsflow_case", default=None)
 
     def now(self) -> datetime:
         return self.clock()

@@ -48,14 +48,14 @@ class RuntimeService:
         self.store = store
 
     def start(self, process_id: str, actor: Actor, data: dict[str, Any] | None = None,
-              business_key: str | None = None) -> ProcessInstance:
+              business_key: str | None = None, check_role: bool = True) -> ProcessInstance:
         """Start a case on the latest version; it stays on that version until it ends."""
         if data is not None and not isinstance(data, dict):
             raise BadRequest("case data must be a JSON object")
         data = dict(data or {})
         row_def = self.repository.definition(process_id)
         definition = self.repository.load(row_def.id)
-        if definition.start_role and not actor.has_role(definition.start_role):
+        if check_role and definition.start_role and not actor.has_role(definition.start_role):
             raise Forbidden(f"{actor.username} does not hold the role {definition.start_role!r} "
                             f"needed to start {process_id!r}", rule="role")
         from SpiffWorkflow.bpmn import BpmnWorkflow
@@ -71,9 +71,11 @@ class RuntimeService:
                               title=title[:512], status="running", started_by=actor.username,
                               started_at=now, state="", revision=1)
         with self.ctx.db.transaction() as s:
-            self.store.run_engine(workflow)
+            s.add(row)
+            s.flush()  # the case id exists before any step runs, for services that link to it
+            self.store.run_engine(workflow, row.id, actor.username)
             case = OpenCase(row, definition, workflow)
-            self.store.save(s, case, new=True)
+            self.store.save(s, case)
             self.audit.record(s, actor.username, "case.started", instance_id=row.id,
                               data={"process_id": process_id, "version": definition.version,
                                     "business_key": business_key, "data": data})
@@ -142,7 +144,7 @@ class RuntimeService:
                     case.workflow.send_event(event)
                 except Exception as exc:  # noqa: BLE001 (Spiff raises a bare WorkflowException)
                     raise NotFound(f"case {instance_id} did not accept message {name!r}: {exc}") from None
-                self.store.run_engine(case.workflow)
+                self.store.run_engine(case.workflow, instance_id, actor.username)
                 self.store.save(s, case)
                 self.audit.record(s, actor.username, "message.delivered", instance_id=instance_id,
                                   data={"name": name, "correlation": correlation, "payload": payload})
@@ -162,11 +164,27 @@ class RuntimeService:
                     if case.row.next_timer_due is None or case.row.next_timer_due > now:
                         continue  # another worker got there first
                     case.workflow.refresh_timers()
-                    self.store.run_engine(case.workflow)
+                    self.store.run_engine(case.workflow, instance_id, "system")
                     self.store.save(s, case)
                     self.audit.record(s, "system", "timer.fired", instance_id=instance_id)
                     fired.append(instance_id)
         return fired
+
+    def start_linked_case(self, process_id: str, data: dict[str, Any] | None = None,
+                          kind: str = "opened", business_key: str | None = None) -> dict[str, Any]:
+        """Service for BPMN service tasks: open another case linked from the running one.
+
+        The new case is started in the same transaction by the user whose action ran the step.
+        """
+        current = self.ctx.current_case.get()
+        if current is None:
+            raise BadRequest("start_case can only run inside a case")
+        case_id, username = current
+        actor = self.identity.find(username) or Actor(username, username, frozenset())
+        system = Actor(actor.username, actor.display_name, actor.roles | {"__system__"})
+        row = self.start(process_id, system, data or {}, business_key, check_role=False)
+        self.link(case_id, row.id, kind, username)
+        return {"instance_id": row.id, "process_id": process_id}
 
     def link(self, from_id: int, to_id: int, kind: str, actor: str) -> None:
         with self.ctx.db.transaction() as s:

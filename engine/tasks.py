@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from SpiffWorkflow.util.task import TaskState
@@ -181,7 +180,7 @@ class TaskService:
                 task.state, task.completed_at, task.completed_by = "completed", now, actor.username
                 if task.assignee is None:
                     task.assignee, task.claimed_at = actor.username, now
-                self.store.run_engine(case.workflow)
+                self.store.run_engine(case.workflow, case_row.id, actor.username)
                 created = self.store.save(s, case)
                 self.audit.record(s, actor.username, "task.completed", instance_id=case_row.id,
                                   task_id=task.id, data={"task": task.bpmn_id, "data": data})

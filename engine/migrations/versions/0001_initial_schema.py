@@ -5,10 +5,10 @@ Revises:
 Create Date: 2026-11-24 23:53:06.490402
 """
 
-from alembic import op
 import sqlalchemy as sa
-import engine.models
+from alembic import op
 
+import engine.models
 
 revision = '0001'
 down_revision = None

@@ -1,0 +1,102 @@
+"""Shared fixtures: a real engine on SQLite, and on PostgreSQL when OPSFLOW_TEST_DATABASE_URL is set.
+
+Each PostgreSQL test gets a schema of its own, so tests run in parallel without seeing each other.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from engine import ProcessEngine, Settings
+from engine.identity import Actor
+from engine.spiff.parsing import SourceFile
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+PG_URL = os.environ.get("OPSFLOW_TEST_DATABASE_URL")
+
+DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
+    not PG_URL, reason="OPSFLOW_TEST_DATABASE_URL not set"))]
+
+
+class Clock:
+    """A controllable clock: tests move time instead of sleeping."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+def _pg_schema_url(schema: str) -> str:
+    url = make_url(PG_URL)
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    return str(url.update_query_dict({"options": f"-csearch_path={schema}"})
+               .render_as_string(hide_password=False))
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'opsflow.db'}"
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(_pg_schema_url("public"))
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield _pg_schema_url(schema)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+def make_settings(database_url: str, tmp_path: Path, forms_dir: Path | None = None,
+                  processes_dir: Path | None = None) -> Settings:
+    return Settings(database_url=database_url, processes_dir=processes_dir or ROOT / "processes",
+                    forms_dir=forms_dir or FIXTURES / "forms", timezone="Asia/Shanghai",
+                    var_dir=tmp_path / "var")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def engine(database_url: str, tmp_path: Path, clock: Clock) -> Iterator[ProcessEngine]:
+    """A migrated engine with the roles seeded and no processes deployed."""
+    eng = ProcessEngine(make_settings(database_url, tmp_path), clock=clock)
+    eng.migrate()
+    eng.identity.seed_roles(ROOT / "processes" / "roles.json")
+    yield eng
+    eng.close()
+
+
+def deploy_fixture(engine: ProcessEngine, *names: str, actor: str = "owner") -> None:
+    engine.repository.deploy([SourceFile(n, (FIXTURES / n).read_bytes()) for n in names], actor)
+
+
+@pytest.fixture
+def people(engine: ProcessEngine) -> dict[str, Actor]:
+    """A small cast: a requester, two managers, an engineer pair, a supervisor."""
+    cast = {
+        "zhang": ["staff"], "li": ["ops_manager"], "zhou": ["ops_manager"],
+        "wang": ["ops_engineer"], "chen": ["ops_engineer"], "du": ["supervisor"],
+    }
+    return {name: engine.identity.add_user(name, roles, password="secret-" + name)
+            for name, roles in cast.items()}
