@@ -13,10 +13,12 @@ from datetime import datetime
 from typing import Any
 
 from engine.audit import AuditService
+from engine.calendar import CalendarService
 from engine.casestore import CaseStore
 from engine.config import ROOT, Settings
 from engine.context import EngineContext, utc_now
 from engine.identity import IdentityService
+from engine.library import LibraryServices
 from engine.repository import RepositoryService
 from engine.runtime import RuntimeService
 from engine.tasks import TaskService
@@ -35,6 +37,10 @@ class ProcessEngine:
         self.tasks = TaskService(self.ctx, self.repository, self.identity, self.audit, self.store)
         # Services BPMN service tasks may call (spiffworkflow:serviceTaskOperator id="...").
         self.ctx.environment.services.setdefault("start_case", self.runtime.start_linked_case)
+        self.calendar = CalendarService(settings.processes_dir / "calendar")
+        self.ctx.environment.services.setdefault("trading_window_check", self.calendar.check_window)
+        for name, service in LibraryServices(self.ctx, self.identity, self.runtime).services().items():
+            self.ctx.environment.services.setdefault(name, service)
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> ProcessEngine:

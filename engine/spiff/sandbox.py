@@ -7,15 +7,23 @@ goes through guards that refuse dunder names, and only a curated set of builtins
 
 from __future__ import annotations
 
+import ast
 import builtins
 import datetime as _datetime
 import decimal
 import functools
+import importlib
 import json
+import types
 from collections.abc import Callable
 from typing import Any
 
-from RestrictedPython import compile_restricted_eval, compile_restricted_exec, utility_builtins
+from RestrictedPython import (
+    RestrictingNodeTransformer,
+    compile_restricted_eval,
+    compile_restricted_exec,
+    utility_builtins,
+)
 from RestrictedPython.Eval import default_guarded_getitem, default_guarded_getiter
 from RestrictedPython.Guards import (
     full_write_guard,
@@ -33,6 +41,12 @@ _EXTRA_BUILTINS = (
 )
 # str.format / format_map reach attributes through the format mini-language ("{0.__class__}").
 _UNSAFE_STR_METHODS = frozenset({"format", "format_map"})
+# The datetime module itself leaks `sys` (datetime.sys.modules["os"]): expose only its public API.
+_DATETIME = types.SimpleNamespace(**{name: getattr(_datetime, name) for name in (
+    "date", "datetime", "time", "timedelta", "timezone", "tzinfo", "UTC", "MINYEAR", "MAXYEAR")})
+# Modules CPython's C code imports lazily through the caller's __import__ (date.today, strftime,
+# strptime). Scripts cannot import at all (refused at compile time); only these internal imports pass.
+_INTERNAL_IMPORTS = frozenset({"time", "_strptime"})
 
 
 class ScriptPolicyError(Exception):
@@ -42,7 +56,28 @@ class ScriptPolicyError(Exception):
 def _guarded_getattr(obj: Any, name: str, default: Any = None, getattr: Callable = getattr) -> Any:  # noqa: A002
     if isinstance(obj, str) and name in _UNSAFE_STR_METHODS:
         raise ScriptPolicyError(f"str.{name} is not allowed in BPMN expressions")
-    return safer_getattr(obj, name, default, getattr)
+    value = safer_getattr(obj, name, default, getattr)
+    if isinstance(value, types.ModuleType):  # a module reached through an attribute leads anywhere
+        raise ScriptPolicyError(f"attribute {name!r} is a module, which BPMN expressions may not use")
+    return value
+
+
+def _internal_import(name: str, globals: Any = None, locals: Any = None,  # noqa: A002
+                     fromlist: Any = (), level: int = 0) -> Any:
+    if level == 0 and name in _INTERNAL_IMPORTS:
+        return importlib.import_module(name)
+    raise ImportError(f"importing {name!r} is not allowed in BPMN scripts")
+
+
+class _Policy(RestrictingNodeTransformer):
+    """RestrictedPython's policy, plus: no import statements (everything usable is already there)."""
+
+    def visit_Import(self, node: ast.Import | ast.ImportFrom) -> Any:
+        self.error(node, "import statements are not allowed; datetime, math, random and json_dumps "
+                         "are available without importing")
+        return node
+
+    visit_ImportFrom = visit_Import
 
 
 def _inplacevar(op: str, x: Any, y: Any) -> Any:
@@ -57,7 +92,7 @@ def _inplacevar(op: str, x: Any, y: Any) -> Any:
 def compile_snippet(source: str, mode: str) -> Any:
     """Compile restricted code once per distinct text; raise ScriptPolicyError with the reasons."""
     compiler = compile_restricted_eval if mode == "eval" else compile_restricted_exec
-    result = compiler(source, filename="<bpmn>")
+    result = compiler(source, filename="<bpmn>", policy=_Policy)
     if result.errors:
         # Not a SyntaxError: SpiffWorkflow's formatter crashes on one without lineno.
         raise ScriptPolicyError("; ".join(result.errors))
@@ -78,8 +113,9 @@ def check_snippet(source: str, mode: str) -> str | None:
 def _sandbox_globals(functions: dict[str, Any]) -> dict[str, Any]:
     allowed = {**safe_builtins, **utility_builtins}
     allowed.update({name: getattr(builtins, name) for name in _EXTRA_BUILTINS})
-    for name in ("setattr", "delattr", "getattr", "__import__"):
+    for name in ("setattr", "delattr", "getattr"):
         allowed.pop(name, None)
+    allowed["__import__"] = _internal_import
     allowed["_getattr_"] = _guarded_getattr
     return {
         "__builtins__": allowed,
@@ -91,7 +127,7 @@ def _sandbox_globals(functions: dict[str, Any]) -> dict[str, Any]:
         "_write_": full_write_guard,
         "_inplacevar_": _inplacevar,
         "_print_": None,
-        "datetime": _datetime,
+        "datetime": _DATETIME,
         "Decimal": decimal.Decimal,
         "json_dumps": json.dumps,
         **functions,

@@ -1,0 +1,104 @@
+"""Scenario tests of the process library: the real processes/ and forms/, the demo cast, a fixed clock.
+
+SpiffWorkflow reads the wall clock for timers; here its timers follow the test clock, so a test
+moves time (clock.advance) and calls engine.runtime.fire_due_timers() instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from SpiffWorkflow.bpmn.specs.event_definitions import timer as spiff_timer
+
+from engine import ProcessEngine
+from engine.identity import Actor
+from engine.models import HumanTask
+from tests.conftest import ROOT, Clock, make_settings
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+# Friday 2026-11-20 18:00 in Shanghai: after the day session, before the night session.
+START = datetime(2026, 11, 20, 18, 0, tzinfo=SHANGHAI)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock(START)
+
+    class ClockDatetime(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            return clock.now.astimezone(tz)
+
+    monkeypatch.setattr(spiff_timer, "datetime", ClockDatetime)
+    return clock
+
+
+@pytest.fixture
+def engine(database_url: str, tmp_path: Path, clock: Clock) -> Iterator[ProcessEngine]:
+    """A migrated engine with the library deployed and the demo users (processes/demo_users.json)."""
+    eng = ProcessEngine(make_settings(database_url, tmp_path, forms_dir=ROOT / "forms"), clock=clock)
+    eng.migrate()
+    eng.identity.seed_roles(ROOT / "processes" / "roles.json")
+    eng.repository.deploy_directory(ROOT / "processes")
+    for u in json.loads((ROOT / "processes" / "demo_users.json").read_text(encoding="utf-8")):
+        eng.identity.add_user(u["username"], u["roles"], u["display_name"])
+    yield eng
+    eng.close()
+
+
+class Flow:
+    """Drives cases the way users do: look at the inbox, claim, complete."""
+
+    def __init__(self, engine: ProcessEngine) -> None:
+        self.engine = engine
+
+    def user(self, username: str) -> Actor:
+        return self.engine.identity.get(username)
+
+    def start(self, process_id: str, username: str, data: dict[str, Any] | None = None) -> int:
+        return self.engine.runtime.start(process_id, self.user(username), data or {}).id
+
+    def open_tasks(self, case_id: int) -> list[HumanTask]:
+        return self.engine.runtime.show(case_id).open_tasks
+
+    def open_names(self, case_id: int) -> list[str]:
+        return sorted(t.bpmn_id for t in self.open_tasks(case_id))
+
+    def task(self, case_id: int, bpmn_id: str, assignee: str | None = None) -> HumanTask:
+        found = [t for t in self.open_tasks(case_id) if t.bpmn_id == bpmn_id
+                 and (assignee is None or t.assignee == assignee)]
+        assert len(found) == 1, f"expected one open {bpmn_id!r}, case has {self.open_names(case_id)}"
+        return found[0]
+
+    def inbox(self, username: str) -> list[HumanTask]:
+        return self.engine.tasks.inbox(self.user(username))
+
+    def do(self, case_id: int, bpmn_id: str, username: str, data: dict[str, Any],
+           assignee: str | None = None) -> list[HumanTask]:
+        """The user finds the task in their inbox, claims it if it is in a queue, and completes it."""
+        task = self.task(case_id, bpmn_id, assignee)
+        actor = self.user(username)
+        assert task.id in {t.id for t in self.inbox(username)}, f"{bpmn_id} is not in {username}'s inbox"
+        if task.assignee is None:
+            self.engine.tasks.claim(task.id, actor)
+        return self.engine.tasks.complete(task.id, actor, data)
+
+    def data(self, case_id: int) -> dict[str, Any]:
+        return self.engine.runtime.show(case_id).data
+
+    def status(self, case_id: int) -> str:
+        return self.engine.runtime.show(case_id).status
+
+    def links(self, case_id: int) -> list[dict[str, Any]]:
+        return self.engine.runtime.show(case_id).links
+
+
+@pytest.fixture
+def flow(engine: ProcessEngine) -> Flow:
+    return Flow(engine)
