@@ -1,10 +1,14 @@
 # OpsFlow: `make run` sets up and serves; `make test` sets up and runs the whole suite.
+# Everything a fresh machine lacks is installed here: the venv and Python packages, the npm
+# assets served as static files, and Debian's chromium for the browser tests.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+PYTEST_ARGS ?=
 
-.PHONY: run test lint bench install clean
+.PHONY: run test lint bench install browser clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,9 +16,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
 
-run: $(STAMP)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+install: $(STAMP) $(NODE_STAMP)
+
+run: $(STAMP) $(NODE_STAMP)
 	$(BIN)/opsflow init --demo
 	@echo
 	@echo "OpsFlow is ready. Drive it from the command line (demo password: opsflow):"
@@ -26,15 +38,15 @@ run: $(STAMP)
 	@echo "  $(BIN)/opsflow show <case_id>"
 	@echo "  $(BIN)/opsflow audit verify"
 
-test: $(STAMP)
-	$(BIN)/ruff check engine tests bench
+test: $(STAMP) $(NODE_STAMP) browser
+	$(BIN)/ruff check engine webui tests bench
 	$(BIN)/python -m pytest -n 2 -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine tests bench
+	$(BIN)/ruff check engine webui tests bench
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) var test-output
+	rm -rf $(VENV) node_modules var test-output

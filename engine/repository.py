@@ -84,8 +84,12 @@ class RepositoryService:
         except BundleError as exc:
             raise LintFailed(exc.problems) from None
         problems: list[Problem] = []
+        executable = executable_process_ids(bundle)
+        for name in sorted(set(bundle.bpmn_files) - {bundle.process_files[p] for p in executable}):
+            problems.append(Problem(name, bundle.bpmn_files[name], "no executable process: mark the process "
+                                    "isExecutable=\"true\" for OpsFlow to run it"))
         built: dict[str, tuple[Any, dict[str, Any], dict[str, Any]]] = {}
-        for process_id in executable_process_ids(bundle):
+        for process_id in executable:
             try:
                 spec, subs = build_specs(bundle, process_id)
             except BundleError as exc:

@@ -52,6 +52,7 @@ class ParsedBundle:
     decision_files: dict[str, str] = field(default_factory=dict)    # decision id -> file name
     lines: dict[tuple[str, str], int] = field(default_factory=dict)  # (file, element id) -> line
     names: dict[str, str] = field(default_factory=dict)             # process id -> display name
+    bpmn_files: dict[str, int] = field(default_factory=dict)        # BPMN file -> line of its first process
 
     def line_of(self, file: str, element_id: str | None) -> int:
         return self.lines.get((file, element_id or ""), 1)
@@ -105,6 +106,8 @@ def parse_bundle(sources: Iterable[SourceFile]) -> ParsedBundle:
                 bundle.lines.setdefault((source.name, element_id), element.sourceline or 1)
         try:
             if ns == BPMN_NS:
+                first = root.find(f"{{{BPMN_NS}}}process")
+                bundle.bpmn_files[source.name] = first.sourceline if first is not None else 1
                 before = set(parser.process_parsers)
                 parser.add_bpmn_xml(root, filename=source.name)
                 for process_id in set(parser.process_parsers) - before:

@@ -90,7 +90,15 @@ class Flow:
         return self.engine.tasks.complete(task.id, actor, data)
 
     def data(self, case_id: int) -> dict[str, Any]:
-        return self.engine.runtime.show(case_id).data
+        """The case data; while a task is open, that task's view of it.
+
+        runtime.case_data may pick an internal join (EndJoin, WAITING, empty data) after a parallel
+        split whose branch ended: see the engine note in the process-library report.
+        """
+        case = self.engine.runtime.show(case_id)
+        if case.open_tasks:
+            return self.engine.tasks.get(case.open_tasks[0].id).data
+        return case.data
 
     def status(self, case_id: int) -> str:
         return self.engine.runtime.show(case_id).status

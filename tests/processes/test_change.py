@@ -279,3 +279,31 @@ def test_implementation_past_the_window_escalates(flow: Flow) -> None:
     flow.do(case, "escalate_supervisor", "zhuhong", {"note": "已知悉"})
     implement_to_close(flow, case)
     close(flow, case)
+
+
+def test_failed_change_is_rolled_back_and_opens_a_linked_incident(flow: Flow) -> None:
+    case = submit(flow)
+    flow.do(case, "approve_ops", "liuyang", APPROVE)
+    open_window(flow, SATURDAY[0])
+    flow.do(case, "implement", "lina", IMPLEMENTED)
+    flow.do(case, "review", "wangqiang", SUCCESS)
+    flow.do(case, "verify_tech", "lina", SUCCESS)
+    flow.do(case, "verify_business", "zhoujie", {"result": "failed", "comment": "委托查询结果不完整"})
+    links = flow.links(case)
+    assert [(link["kind"], link["direction"], link["process_id"]) for link in links] == [("incident", "to", "incident")]
+    incident = links[0]["instance_id"]
+    assert flow.data(incident)["title"] == "变更失败：办公系统参数调整"
+    assert [(link["kind"], link["direction"], link["instance_id"]) for link in flow.links(incident)] == [
+        ("incident", "from", case)]
+    assert "respond" in flow.open_names(incident)
+    assert flow.task(case, "rollback").assignee == "lina"
+    flow.do(case, "rollback", "lina", {"steps": IMPLEMENTED["steps"], "result": "success"})
+    assert flow.task(case, "confirm_rollback").assignee == "wangqiang"
+    flow.do(case, "confirm_rollback", "wangqiang", {"result": "failed", "comment": "参数文件校验和不一致"})
+    flow.do(case, "rollback", "lina", {"steps": IMPLEMENTED["steps"], "result": "success"})
+    flow.do(case, "confirm_rollback", "wangqiang", SUCCESS)
+    assert flow.open_names(case) == ["post_review"]
+    flow.do(case, "post_review", "liuyang", {"summary": "验证用例覆盖不足", "conclusion": "accepted_with_actions",
+                                             "actions": [{"action": "补充查询类验证用例", "owner": "zhoujie"}]})
+    assert flow.status(case) == "completed"
+    assert flow.data(case)["outcome"] == "失败"

@@ -1,0 +1,99 @@
+"""事件管理 (incident): one scenario per path of processes/incident.bpmn (REQUIREMENTS §3.4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from engine.errors import Forbidden, ValidationFailed
+from tests.processes.conftest import Flow
+
+RESOLVED = {"actions": [{"at": "2026-11-20T18:20:00+08:00", "action": "切换备用网关"}],
+            "restored_at": "2026-11-20T18:25:00+08:00", "outage_minutes": 3}
+
+
+def incident_report(**changes: Any) -> dict[str, Any]:
+    data = {"title": "网上交易登录缓慢", "description": "部分客户登录超时", "affected_systems": ["网上交易"],
+            "system_class": "网上交易", "discovered_at": "2026-11-20T18:05:00+08:00",
+            "impact": "medium", "urgency": "medium", "outage_minutes": 0}
+    data.update(changes)
+    return data
+
+
+def reported(flow: Flow, reporter: str = "zhangwei", **changes: Any) -> int:
+    case = flow.start("incident", reporter, {"title": "事件"})
+    assert flow.task(case, "report").assignee == reporter
+    flow.do(case, "report", reporter, incident_report(**changes))
+    return case
+
+
+def resolve_and_close(flow: Flow, case: int) -> None:
+    flow.do(case, "respond", "lina", {"assessment": "登录网关连接池耗尽"})
+    flow.do(case, "resolve", "lina", RESOLVED)
+    flow.do(case, "confirm", "wuhao", {"result": "success"})
+    flow.do(case, "close", "liuyang", {"problem_needed": False, "root_cause": "连接池上限配置过低"})
+    assert flow.status(case) == "completed"
+
+
+def test_reported_incident_is_graded_resolved_confirmed_and_closed(flow: Flow) -> None:
+    case = reported(flow)
+    data = flow.data(case)
+    assert (data["priority"], data["reportable"], data["level"]) == ("P3", False, "一般")
+    assert flow.open_names(case) == ["respond"]
+    assert "respond" in [t.bpmn_id for t in flow.inbox("wangqiang")]
+    resolve_and_close(flow, case)
+
+
+def test_duty_officer_may_report(flow: Flow) -> None:
+    case = reported(flow, reporter="wuhao", impact="low", urgency="low")
+    assert flow.data(case)["priority"] == "P4"
+
+
+@pytest.mark.parametrize(("changes", "level"), [
+    ({"system_class": "集中交易", "outage_minutes": 5}, "较大"),
+    ({"system_class": "银期转账", "outage_minutes": 30}, "较大"),
+    ({"system_class": "银期转账", "outage_minutes": 29}, "一般"),
+    ({"system_class": "其他", "leaked_records": 100000}, "重大"),
+])
+def test_grading_follows_the_2012_thresholds(flow: Flow, changes: dict[str, Any], level: str) -> None:
+    case = reported(flow, **changes)
+    assert flow.data(case)["level"] == level
+    assert flow.data(case)["reportable"] is (level != "一般")
+
+
+def test_p1_or_reportable_incident_is_escalated_to_ops_manager(flow: Flow) -> None:
+    case = reported(flow, impact="high", urgency="high")
+    assert flow.data(case)["priority"] == "P1"
+    assert flow.open_names(case) == ["notify_major", "respond"]
+    flow.do(case, "notify_major", "liuyang", {"note": "已启动应急预案并通知合规", "instruction": "escalate"})
+    resolve_and_close(flow, case)
+
+
+def test_late_response_escalates_by_priority(flow: Flow) -> None:
+    case = reported(flow, impact="high", urgency="medium")  # P2: respond within 30 minutes
+    flow.engine.ctx.clock.advance(minutes=29)
+    flow.engine.runtime.fire_due_timers()
+    assert flow.open_names(case) == ["respond"]
+    flow.engine.ctx.clock.advance(minutes=2)
+    flow.engine.runtime.fire_due_timers()
+    assert flow.open_names(case) == ["escalate_response", "respond"]
+    flow.do(case, "escalate_response", "liuyang", {"note": "已督促王强接单"})
+    resolve_and_close(flow, case)
+
+
+def test_restore_not_confirmed_goes_back_to_the_engineer(flow: Flow) -> None:
+    flow.engine.identity.add_user("zhaoyi", ["ops_engineer", "duty_officer"], "赵一")
+    case = reported(flow)
+    flow.do(case, "respond", "zhaoyi", {"assessment": "网关异常"})
+    flow.do(case, "resolve", "zhaoyi", RESOLVED)
+    with pytest.raises(Forbidden) as refused:  # who resolved it does not confirm it
+        flow.engine.tasks.claim(flow.task(case, "confirm").id, flow.user("zhaoyi"))
+    assert refused.value.rule == "separation_of_duties"
+    flow.do(case, "confirm", "wuhao", {"result": "failed", "comment": "仍有客户无法登录"})
+    flow.do(case, "resolve", "lina", RESOLVED)
+    flow.do(case, "confirm", "wuhao", {"result": "success"})
+    with pytest.raises(ValidationFailed):  # no root cause and no problem: cannot close
+        flow.do(case, "close", "liuyang", {"problem_needed": False})
+    flow.do(case, "close", "liuyang", {"problem_needed": True, "comment": "根因待问题管理分析"})
+    assert flow.status(case) == "completed"

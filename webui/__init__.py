@@ -1,0 +1,51 @@
+"""OpsFlow's Flask application: the task inbox pages and the REST API, thin over engine services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, current_app, jsonify
+
+from engine import ProcessEngine
+
+
+def create_app(engine: ProcessEngine | None = None, config: dict[str, Any] | None = None) -> Flask:
+    engine = engine or ProcessEngine.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=engine.ctx.settings.secret_key(),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        MAX_CONTENT_LENGTH=20 * 1024 * 1024,
+        JSON_AS_ASCII=False,
+    )
+    app.config.update(config or {})
+    app.extensions["opsflow"] = engine
+
+    from webui.api import bp as api_bp
+    from webui.pages import register as register_pages
+
+    app.register_blueprint(api_bp, url_prefix="/api/v1")
+    register_pages(app)
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz() -> Any:
+        from engine.migrations import is_current
+
+        try:
+            current = is_current(engine.ctx.db.engine)
+        except Exception as exc:  # noqa: BLE001 (any database failure means not ready)
+            return jsonify(status="unavailable", database=f"unreachable: {exc.__class__.__name__}"), 503
+        if not current:
+            return jsonify(status="unavailable", database="migrations pending: run 'opsflow init'"), 503
+        return jsonify(status="ok", database="ok")
+
+    return app
+
+
+def engine_of_app() -> ProcessEngine:
+    return current_app.extensions["opsflow"]
