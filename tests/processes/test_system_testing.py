@@ -35,9 +35,12 @@ def planned(flow: Flow) -> int:
 
 def accept(flow: Flow, case: int, business: str = "success", ops: str = "success") -> None:
     assert flow.open_names(case) == ["accept_business", "accept_ops"]
-    flow.do(case, "accept_business", "zhoujie", {"result": business, **({"comment": "对账不一致"} if business != "success"
-                                                                       else {})})
-    flow.do(case, "accept_ops", "liuyang", {"result": ops, **({"comment": "监控未配置"} if ops != "success" else {})})
+    flow.do(case, "accept_business", "zhoujie", verdict(business, "对账不一致"))
+    flow.do(case, "accept_ops", "liuyang", verdict(ops, "监控未配置"))
+
+
+def verdict(result: str, why: str) -> dict[str, str]:
+    return {"result": result} if result == "success" else {"result": result, "comment": why}
 
 
 def passed_test_case(flow: Flow) -> int:
