@@ -23,6 +23,8 @@ ENGINE_ROWS = (
     ("complete task, median ms", "complete_task_ms_median"),
     ("complete task, p95 ms", "complete_task_ms_p95"),
     ("complete task, max ms", "complete_task_ms_max"),
+    ("start case, median CPU ms", "start_case_cpu_ms_median"),
+    ("complete task, median CPU ms", "complete_task_cpu_ms_median"),
     ("first case, cold ms", "first_case_cold_ms"),
     ("state bytes, running (max)", "state_bytes_running_max"),
 )
@@ -42,7 +44,9 @@ def table(result: dict[str, Any]) -> str:
     rows = [["instances/s end to end", _fmt(raw["instances_per_s"]), _fmt(sqlite["instances_per_s"]),
              *([_fmt(pg["instances_per_s"])] if pg else []), ""],
             ["ms per instance", _fmt(raw["ms_per_instance"]), _fmt(sqlite["ms_per_instance"]),
-             *([_fmt(pg["ms_per_instance"])] if pg else []), ""]]
+             *([_fmt(pg["ms_per_instance"])] if pg else []), ""],
+            ["CPU ms per instance (this process)", _fmt(raw["cpu_ms_per_instance"]),
+             _fmt(sqlite["cpu_ms_per_instance"]), *([_fmt(pg["cpu_ms_per_instance"])] if pg else []), ""]]
     for label, key in ENGINE_ROWS:
         rows.append([label, "", _fmt(sqlite.get(key)), *([_fmt(pg.get(key))] if pg else []),
                      BUDGET.get(key, "")])

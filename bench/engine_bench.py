@@ -149,12 +149,13 @@ def run_raw(scenario: Scenario, n: int, warmup: int) -> dict[str, Any]:
     for _ in range(warmup):
         one()
     tasks = 0
-    started = time.perf_counter()
+    cpu_started, started = time.thread_time(), time.perf_counter()
     for _ in range(n):
         tasks += one()
-    elapsed = time.perf_counter() - started
+    elapsed, cpu_elapsed = time.perf_counter() - started, time.thread_time() - cpu_started
     return {"instances": n, "user_tasks": tasks, "seconds": round(elapsed, 4),
-            "instances_per_s": round(n / elapsed, 1), "ms_per_instance": _ms(elapsed / n)}
+            "instances_per_s": round(n / elapsed, 1), "ms_per_instance": _ms(elapsed / n),
+            "cpu_ms_per_instance": _ms(cpu_elapsed / n)}
 
 
 # (b)/(c) the engine -------------------------------------------------------------------------------
@@ -290,15 +291,20 @@ def run_engine(scenario: Scenario, database_url: str, tmp: Path, sizes: Sizes) -
         starts: list[float] = []
         completes: list[float] = []
         by_task: dict[str, list[float]] = {}
+        # CPU time of this thread per call: what the call costs when other work shares the cores.
+        start_cpu: list[float] = []
+        complete_cpu: list[float] = []
 
         def timed(label: str, call: Callable[[], Any]) -> Any:
-            t0 = time.perf_counter()
+            c0, t0 = time.thread_time(), time.perf_counter()
             result = call()
-            seconds = time.perf_counter() - t0
+            seconds, cpu = time.perf_counter() - t0, time.thread_time() - c0
             if label == "start":
                 starts.append(seconds)
+                start_cpu.append(cpu)
             else:
                 completes.append(seconds)
+                complete_cpu.append(cpu)
                 by_task.setdefault(label, []).append(seconds)
             return result
 
@@ -309,10 +315,10 @@ def run_engine(scenario: Scenario, database_url: str, tmp: Path, sizes: Sizes) -
             rig.run_case()
 
         n = sizes.engine_instances
-        started = time.perf_counter()
+        cpu_started, started = time.thread_time(), time.perf_counter()
         for _ in range(n):
             rig.run_case(around=timed)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu_elapsed = time.perf_counter() - started, time.thread_time() - cpu_started
 
         # One more case, untimed: SQL statements per call, and the state size after every step.
         statements: dict[str, int] = {}
@@ -339,6 +345,9 @@ def run_engine(scenario: Scenario, database_url: str, tmp: Path, sizes: Sizes) -
             "complete_task_ms_median": _ms(statistics.median(completes)),
             "complete_task_ms_p95": _ms(percentile(completes, 95)),
             "complete_task_ms_max": _ms(max(completes)),
+            "start_case_cpu_ms_median": _ms(statistics.median(start_cpu)),
+            "complete_task_cpu_ms_median": _ms(statistics.median(complete_cpu)),
+            "cpu_ms_per_instance": _ms(cpu_elapsed / n),
             "complete_task_ms_median_by_task": {k: _ms(statistics.median(v)) for k, v in by_task.items()},
             "first_case_cold_ms": _ms(cold_case_s),
             "sql_statements_per_call": statements,

@@ -33,6 +33,7 @@ from engine.errors import Conflict, NotFound, OpsFlowError, ProcessError
 from engine.identity import IdentityService
 from engine.models import HumanTask, MessageSubscription, ProcessInstance
 from engine.repository import LoadedDefinition, RepositoryService
+from engine.spiff.patches import TIMER_CLOCK
 
 
 @dataclass
@@ -104,10 +105,13 @@ class CaseStore:
                                          self.ctx.script_engine)
 
     # run ----------------------------------------------------------------------------------------
-    def run_engine(self, workflow: BpmnWorkflow, case_id: int, actor: str) -> None:
+    def run_engine(self, workflow: BpmnWorkflow, case_id: int, actor: str, refresh_timers: bool = False) -> None:
         """Run every automatic step; abstract tasks (bpmn:task) complete by themselves."""
         token = self.ctx.current_case.set((case_id, actor))
+        clock_token = TIMER_CLOCK.set(self.ctx.clock)
         try:
+            if refresh_timers:
+                workflow.refresh_timers()
             workflow.do_engine_steps()
             while True:
                 abstract = [t for t in workflow.get_tasks(state=TaskState.READY, manual=True)
@@ -122,6 +126,7 @@ class CaseStore:
         except Exception as exc:  # a script, condition, DMN or service failed: report it as itself
             raise ProcessError(f"the process failed: {_describe(exc)}") from exc
         finally:
+            TIMER_CLOCK.reset(clock_token)
             self.ctx.current_case.reset(token)
 
     # save ---------------------------------------------------------------------------------------

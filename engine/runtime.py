@@ -155,16 +155,15 @@ class RuntimeService:
         now = now or self.ctx.now()
         with self.ctx.db.transaction() as s:
             due = list(s.scalars(select(ProcessInstance.id).where(ProcessInstance.status == "running",
-                                                                  ProcessInstance.next_timer_due <= now)
+                                                                  ProcessInstance.next_timer_due < now)
                                  .order_by(ProcessInstance.next_timer_due).limit(limit)))
         fired = []
         for instance_id in due:
             with self.ctx.db.transaction() as s:
                 with self.store.open(s, instance_id) as case:
-                    if case.row.next_timer_due is None or case.row.next_timer_due > now:
+                    if case.row.next_timer_due is None or case.row.next_timer_due >= now:
                         continue  # another worker got there first
-                    case.workflow.refresh_timers()
-                    self.store.run_engine(case.workflow, instance_id, "system")
+                    self.store.run_engine(case.workflow, instance_id, "system", refresh_timers=True)
                     self.store.save(s, case)
                     self.audit.record(s, "system", "timer.fired", instance_id=instance_id)
                     fired.append(instance_id)
@@ -240,7 +239,8 @@ class RuntimeService:
 
 def case_data(workflow: Any) -> dict[str, Any]:
     """The case's current data: the open tasks' view, else the last completed task's."""
-    ready = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING)
+    ready = [t for t in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING)
+             if t.task_spec.bpmn_id is not None]  # not the internal joins, which carry no data
     if ready:
         return dict(ready[0].data)
     if workflow.data:

@@ -30,7 +30,8 @@ def test_two_processes_completing_one_task_one_succeeds_one_conflicts(engine: Pr
     for round_no in range(3):
         case = engine.runtime.start("access_request", people["zhang"])
         request = next(t for t in engine.tasks.inbox(people["zhang"]) if t.instance_id == case.id)
-        engine.tasks.complete(request.id, people["zhang"], {"title": "并发", "system": "清算", "reason": "并发测试用例"})
+        engine.tasks.complete(request.id, people["zhang"],
+                              {"title": "并发", "system": "清算", "reason": "并发测试用例"})
         approval = next(t for t in engine.tasks.inbox(people["li"]) if t.instance_id == case.id)
 
         ctx = mp.get_context("spawn")

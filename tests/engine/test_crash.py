@@ -58,5 +58,6 @@ def test_sigkill_mid_stream_leaves_cases_consistent(engine: ProcessEngine, peopl
     # and work carries on: every open task can still be completed
     for case in [c for c in cases if c.status == "running"]:
         for task in [t for t in engine.tasks.inbox(people["zhang"], "mine") if t.instance_id == case.id]:
-            engine.tasks.complete(task.id, people["zhang"], {"title": "继续处理", "system": "清算", "reason": "恢复后继续"})
+            engine.tasks.complete(task.id, people["zhang"],
+                                  {"title": "继续处理", "system": "清算", "reason": "恢复后继续"})
     assert engine.audit.verify().ok

@@ -47,7 +47,8 @@ def test_running_case_stays_on_the_version_it_started_with(engine: ProcessEngine
     new_case = engine.runtime.start("access_request", people["zhang"], {"title": "v2"})
     for case in (old_case, new_case):
         task = next(t for t in engine.tasks.inbox(people["zhang"], scope="mine") if t.instance_id == case.id)
-        engine.tasks.complete(task.id, people["zhang"], {"title": "申请权限", "system": "清算", "reason": "日终清算排查"})
+        engine.tasks.complete(task.id, people["zhang"],
+                              {"title": "申请权限", "system": "清算", "reason": "日终清算排查"})
     names = {t.instance_id: t.name for t in engine.tasks.inbox(people["li"], scope="group")}
     assert names == {old_case.id: "审批", new_case.id: "主管审批"}
     assert engine.runtime.show(old_case.id).version == 1
