@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,6 +76,8 @@ class CaseStore:
         self.repository = repository
         self.identity = identity
         self.cache = WorkflowCache()
+        # Called in the saving transaction with the inbox rows a save created (due-time jobs hook in here).
+        self.on_tasks_created: list[Callable[[Session, OpenCase, list[HumanTask]], None]] = []
 
     # load ---------------------------------------------------------------------------------------
     def lock(self, s: Session, instance_id: int) -> ProcessInstance:
@@ -152,6 +154,10 @@ class CaseStore:
         row.revision += 1
         s.add_all(created)
         self._sync_subscriptions(s, row.id, wf)
+        if created:
+            s.flush()
+            for listener in self.on_tasks_created:
+                listener(s, case, created)
         return created
 
     def _sync_inbox(self, s: Session, case: OpenCase, now: datetime) -> list[HumanTask]:
