@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from engine.alerts import AlertService
+from engine.attachments import AttachmentService
 from engine.audit import AuditService
 from engine.calendar import CalendarService
 from engine.casestore import CaseStore
@@ -19,8 +21,10 @@ from engine.config import ROOT, Settings
 from engine.context import EngineContext, utc_now
 from engine.identity import IdentityService
 from engine.library import LibraryServices
+from engine.progress import CaseProgress, case_progress
 from engine.repository import RepositoryService
 from engine.runtime import RuntimeService
+from engine.substitutes import SubstituteService
 from engine.tasks import TaskService
 
 
@@ -35,11 +39,15 @@ class ProcessEngine:
         self.store = CaseStore(self.ctx, self.repository, self.identity)
         self.runtime = RuntimeService(self.ctx, self.repository, self.identity, self.audit, self.store)
         self.tasks = TaskService(self.ctx, self.repository, self.identity, self.audit, self.store)
+        self.alerts = AlertService(self.ctx, self.repository, self.runtime, self.audit)
+        self.substitutes = SubstituteService(self.ctx, self.identity, self.audit)
+        self.attachments = AttachmentService(self.ctx, self.audit)
         # Services BPMN service tasks may call (spiffworkflow:serviceTaskOperator id="...").
         self.ctx.environment.services.setdefault("start_case", self.runtime.start_linked_case)
         self.calendar = CalendarService(settings.processes_dir / "calendar")
         self.ctx.environment.services.setdefault("trading_window_check", self.calendar.check_window)
-        for name, service in LibraryServices(self.ctx, self.identity, self.runtime).services().items():
+        for name, service in LibraryServices(self.ctx, self.identity, self.runtime,
+                                             self.calendar).services().items():
             self.ctx.environment.services.setdefault(name, service)
 
     @classmethod
@@ -68,6 +76,10 @@ class ProcessEngine:
                     self.identity.add_user(u["username"], u["roles"], u["display_name"], demo_password)
                     users.append(u["username"])
         return {"roles_added": added_roles, "deployed": deployed, "demo_users": users}
+
+    def progress(self, instance_id: int) -> CaseProgress:
+        """Completed, active and overdue BPMN elements of a case, for its diagram."""
+        return case_progress(self.ctx, self.store, instance_id)
 
     def close(self) -> None:
         self.ctx.db.dispose()

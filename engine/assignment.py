@@ -41,9 +41,13 @@ def sod_violation(rules: UserTaskRules, username: str, done: dict[str, set[str]]
 
 
 def check_may_act(actor: Actor, task: HumanTask, rules: UserTaskRules, done: dict[str, set[str]],
-                  starter: str, names: dict[str, str], *, claiming: bool = False) -> None:
-    """Raise Forbidden naming the rule unless the actor may claim or complete this task."""
-    if task.assignee and task.assignee != actor.username:
+                  starter: str, names: dict[str, str], *, claiming: bool = False,
+                  acting_for: str | None = None) -> None:
+    """Raise Forbidden naming the rule unless the actor may claim or complete this task.
+
+    `acting_for`: the assignee, when the actor is their active substitute (A/B角).
+    """
+    if task.assignee and task.assignee not in (actor.username, acting_for):
         raise Forbidden(f"task {task.id} is assigned to {task.assignee}, not to {actor.username}",
                         rule="assignee")
     if not task.assignee and not actor.has_role(task.role):

@@ -26,6 +26,7 @@ from SpiffWorkflow.bpmn.specs.mixins.none_task import NoneTask
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from engine.assignment import named_assignee, performers, sod_violation
 from engine.context import EngineContext
@@ -134,6 +135,13 @@ class CaseStore:
     # save ---------------------------------------------------------------------------------------
     def save(self, s: Session, case: OpenCase) -> list[HumanTask]:
         """Write state, inbox rows, subscriptions and the next timer; returns the new inbox rows."""
+        case_id = case.row.id
+        try:
+            return self._save(s, case)
+        except StaleDataError:
+            raise Conflict(f"case {case_id} was changed by someone else; reload and try again") from None
+
+    def _save(self, s: Session, case: OpenCase) -> list[HumanTask]:
         row, wf = case.row, case.workflow
         now = self.ctx.now()
         created = self._sync_inbox(s, case, now)
@@ -142,16 +150,8 @@ class CaseStore:
             s.execute(update(HumanTask).where(HumanTask.instance_id == row.id, HumanTask.state == "open")
                       .values(state="cancelled"))
         row.next_timer_due = next_timer_due(wf)
-        state = self.ctx.codec.dump_state(wf)
-        result = s.execute(update(ProcessInstance)
-                           .where(ProcessInstance.id == row.id, ProcessInstance.revision == row.revision)
-                           .values(state=state, revision=row.revision + 1, status=row.status,
-                                   ended_at=row.ended_at, next_timer_due=row.next_timer_due,
-                                   title=row.title)
-                           .execution_options(synchronize_session=False))
-        if result.rowcount != 1:
-            raise Conflict(f"case {row.id} was changed by someone else; reload and try again")
-        row.revision += 1
+        row.state = self.ctx.codec.dump_state(wf)
+        s.flush([row])
         s.add_all(created)
         self._sync_subscriptions(s, row.id, wf)
         if created:

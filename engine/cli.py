@@ -208,6 +208,14 @@ def cmd_tick(engine: ProcessEngine, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(engine: ProcessEngine, args: argparse.Namespace) -> int:
+    """The web UI and API under gunicorn, with a timer ticker in the master process."""
+    from webui.serve import serve
+
+    engine.close()  # each gunicorn worker opens its own engine
+    return serve(args.host, args.port, args.workers)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="opsflow", description="OpsFlow 运维流程引擎")
     sub = p.add_subparsers(dest="command", required=True)
@@ -274,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("instance_id", type=int)
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_show)
+
+    c = sub.add_parser("serve", help="serve the web UI and API (http://127.0.0.1:8000)")
+    c.add_argument("--host", default="127.0.0.1")
+    c.add_argument("--port", type=int, default=8000)
+    c.add_argument("--workers", type=int, default=2)
+    c.set_defaults(func=cmd_serve)
 
     c = sub.add_parser("tick", help="fire every due timer once and exit")
     c.set_defaults(func=cmd_tick)

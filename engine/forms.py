@@ -54,12 +54,24 @@ def field_errors(schema: dict[str, Any], data: Any) -> list[FieldError]:
         if err.validator == "required" and isinstance(err.instance, dict):
             missing = [n for n in err.validator_value if n not in err.instance]
             for name in missing:
-                title = (err.schema.get("properties", {}).get(name, {}) or {}).get("title", name)
+                title = _title(schema, err.absolute_path, name) or (
+                    err.schema.get("properties", {}).get(name, {}) or {}).get("title", name)
                 errors.append(FieldError(_join(path, name), f"{title}: 必填 (required)"))
             continue
         title = err.schema.get("title") if isinstance(err.schema, dict) else None
         errors.append(FieldError(path or "(form)", f"{title + ': ' if title else ''}{err.message}"))
     return errors
+
+
+def _title(schema: dict[str, Any], path: Any, name: str) -> str | None:
+    """The field's title from the form itself (a rule in if/then does not repeat it)."""
+    node: Any = schema
+    for part in [*path, name]:
+        if isinstance(part, int):
+            node = node.get("items", {}) if isinstance(node, dict) else {}
+        else:
+            node = node.get("properties", {}).get(part, {}) if isinstance(node, dict) else {}
+    return node.get("title") if isinstance(node, dict) else None
 
 
 def _path(parts: Any) -> str:

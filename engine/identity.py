@@ -107,6 +107,15 @@ class IdentityService:
         with self.ctx.db.transaction() as s:
             self._user(s, username).password_hash = _hasher.hash(password)
 
+    def locale(self, username: str) -> str | None:
+        """The UI language the user chose (zh_CN unless they switched)."""
+        with self.ctx.db.transaction() as s:
+            return s.scalars(select(User.locale).where(User.username == username)).first()
+
+    def set_locale(self, username: str, locale: str) -> None:
+        with self.ctx.db.transaction() as s:
+            self._user(s, username).locale = locale
+
     def get(self, username: str) -> Actor:
         with self.ctx.db.transaction() as s:
             return self._actor(self._user(s, username))

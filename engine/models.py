@@ -123,6 +123,9 @@ class ProcessInstance(Base):
     error: Mapped[str | None] = mapped_column(Text)
     definition: Mapped[ProcessDefinition] = relationship(lazy="joined")
 
+    # Optimistic locking: every UPDATE checks the revision it read; a stale one raises StaleDataError.
+    __mapper_args__ = {"version_id_col": revision}
+
 
 class HumanTask(Base):
     """The inbox row of a user task, kept in step with the case on every save."""
@@ -261,3 +264,35 @@ class Notification(Base):
     task_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime]
     read_at: Mapped[datetime | None]
+
+
+class Alert(Base):
+    """One monitoring alert by (source, fingerprint), pointing at the incident case it opened last."""
+
+    __tablename__ = "alert"
+    __table_args__ = (UniqueConstraint("source", "fingerprint"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str] = mapped_column(String(256))
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # firing|resolved: the last one received
+    severity: Mapped[str] = mapped_column(String(16))
+    system: Mapped[str] = mapped_column(String(128))
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+
+
+class AlertOccurrence(Base):
+    """Every alert received that changed something (retries of the same one are not stored twice)."""
+
+    __tablename__ = "alert_occurrence"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alert.id", ondelete="CASCADE"), index=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    occurred_at: Mapped[datetime | None]
+    received_at: Mapped[datetime]
+    received_by: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))  # opened|appended|resolved

@@ -16,9 +16,9 @@ from sqlalchemy import func, select
 from engine.audit import AuditService
 from engine.context import EngineContext
 from engine.definitions import STARTER, UserTaskRules, all_task_specs, is_human, user_task_rules
-from engine.errors import LintFailed, NotFound
+from engine.errors import Forbidden, LintFailed, NotFound
 from engine.forms import read_form
-from engine.identity import IdentityService
+from engine.identity import Actor, IdentityService
 from engine.models import ProcessDefinition, ProcessInstance
 from engine.spiff.parsing import (
     BundleError,
@@ -134,6 +134,13 @@ class RepositoryService:
                                         "file": source.name})
                 results.append(DeployedVersion(process_id, name, version, True))
         return results
+
+    def deploy_as(self, actor: Actor, sources: Iterable[SourceFile], check_only: bool = False) -> list[DeployedVersion]:
+        """Deploy on a user's behalf: only a process owner may (docs/CONTRACT.md)."""
+        if not actor.has_role("process_owner"):
+            raise Forbidden(f"{actor.username} does not hold the role 'process_owner' needed to deploy",
+                            rule="role")
+        return self.deploy(sources, actor.username, check_only)
 
     def deploy_directory(self, directory: Path | None = None, actor: str = "system") -> list[DeployedVersion]:
         directory = directory or self.ctx.settings.processes_dir

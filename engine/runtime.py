@@ -8,9 +8,9 @@ from typing import Any
 
 from SpiffWorkflow.bpmn import BpmnEvent
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import or_, select
+from sqlalchemy import and_, func, or_, select
 
-from engine.assignment import can_read_case
+from engine.assignment import PRIVILEGED_READERS, can_read_case
 from engine.audit import AuditService
 from engine.casestore import CaseStore, OpenCase
 from engine.context import EngineContext
@@ -202,11 +202,7 @@ class RuntimeService:
             tasks = list(s.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id)
                                    .order_by(HumanTask.created_at)))
             if actor is not None:
-                participants = {t.completed_by for t in tasks if t.completed_by} | {
-                    t.assignee for t in tasks if t.assignee}
-                roles_open = {t.role for t in tasks if t.state == "open"}
-                if not (can_read_case(actor, row.started_by, participants) or actor.roles & roles_open):
-                    raise Forbidden(f"{actor.username} takes no part in case {instance_id}", rule="read")
+                _check_read(actor, row, tasks)
             history = list(s.scalars(select(AuditEvent).where(AuditEvent.instance_id == instance_id)
                                      .order_by(AuditEvent.id)))
             links = []
@@ -224,6 +220,47 @@ class RuntimeService:
                               row.business_key, row.title, row.status, row.started_by, row.started_at,
                               row.ended_at, data, [t for t in tasks if t.state == "open"], history, links)
 
+    def visible_cases(self, actor: Actor, process_id: str | None = None, status: str | None = None,
+                      started_by: str | None = None, limit: int = 50,
+                      offset: int = 0) -> tuple[list[ProcessInstance], int]:
+        """The cases the actor may read (the rule of show()), newest first, and how many there are."""
+        query = select(ProcessInstance)
+        if process_id:
+            query = query.where(ProcessInstance.process_id == process_id)
+        if status:
+            query = query.where(ProcessInstance.status == status)
+        if started_by:
+            query = query.where(ProcessInstance.started_by == started_by)
+        if not actor.roles & PRIVILEGED_READERS:
+            took_part = select(HumanTask.instance_id).where(or_(
+                HumanTask.assignee == actor.username, HumanTask.completed_by == actor.username,
+                and_(HumanTask.state == "open", HumanTask.role.in_(sorted(actor.roles)))))
+            query = query.where(or_(ProcessInstance.started_by == actor.username, ProcessInstance.id.in_(took_part)))
+        with self.ctx.db.transaction() as s:
+            total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = list(s.scalars(query.order_by(ProcessInstance.id.desc()).offset(offset).limit(limit)))
+        return rows, total
+
+    def history(self, actor: Actor, instance_id: int | None = None, limit: int = 100,
+                offset: int = 0) -> tuple[list[AuditEvent], int]:
+        """Audit events of one case its readers may see; of every case, privileged readers only."""
+        query = select(AuditEvent)
+        with self.ctx.db.transaction() as s:
+            if instance_id is None:
+                if not actor.roles & PRIVILEGED_READERS:
+                    raise Forbidden(f"{actor.username} may not read the whole audit trail; name a case",
+                                    rule="read")
+            else:
+                row = s.get(ProcessInstance, instance_id)
+                if row is None:
+                    raise NotFound(f"unknown case {instance_id}")
+                _check_read(actor, row, list(s.scalars(select(HumanTask)
+                                                       .where(HumanTask.instance_id == instance_id))))
+                query = query.where(AuditEvent.instance_id == instance_id)
+            total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
+            events = list(s.scalars(query.order_by(AuditEvent.id).offset(offset).limit(limit)))
+        return events, total
+
     def cases(self, process_id: str | None = None, status: str | None = None,
               started_by: str | None = None, limit: int = 50, offset: int = 0) -> list[ProcessInstance]:
         with self.ctx.db.transaction() as s:
@@ -235,6 +272,14 @@ class RuntimeService:
             if started_by:
                 query = query.where(ProcessInstance.started_by == started_by)
             return list(s.scalars(query.offset(offset).limit(limit)))
+
+
+def _check_read(actor: Actor, row: ProcessInstance, tasks: list[HumanTask]) -> None:
+    """Starter, participants, privileged readers and the roles of its open tasks may read a case."""
+    participants = {t.completed_by for t in tasks if t.completed_by} | {t.assignee for t in tasks if t.assignee}
+    roles_open = {t.role for t in tasks if t.state == "open"}
+    if not (can_read_case(actor, row.started_by, participants) or actor.roles & roles_open):
+        raise Forbidden(f"{actor.username} takes no part in case {row.id}", rule="read")
 
 
 def case_data(workflow: Any) -> dict[str, Any]:

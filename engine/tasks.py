@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from SpiffWorkflow.util.task import TaskState
@@ -23,8 +24,15 @@ from engine.forms import field_errors
 from engine.identity import Actor, IdentityService
 from engine.models import HumanTask, ProcessInstance
 from engine.repository import RepositoryService
+from engine.substitutes import holders_for
 
 MANAGER_ROLES = frozenset({"ops_manager", "supervisor", "it_head"})
+# Inbox orders by name (the web inbox's sort choices); the first is the default.
+INBOX_ORDERS: dict[str, tuple[Any, ...]] = {
+    "priority": (HumanTask.priority, HumanTask.due_at.is_(None), HumanTask.due_at, HumanTask.created_at),
+    "due": (HumanTask.due_at.is_(None), HumanTask.due_at, HumanTask.priority, HumanTask.created_at),
+    "created": (HumanTask.created_at.desc(), HumanTask.priority),
+}
 
 
 @dataclass
@@ -49,21 +57,27 @@ class TaskService:
 
     # the inbox ----------------------------------------------------------------------------------
     def inbox(self, actor: Actor, scope: str = "all", overdue: bool = False, process_id: str | None = None,
-              limit: int = 100, offset: int = 0) -> list[HumanTask]:
-        """Open tasks: `mine` (assigned to me), `group` (my roles', unclaimed) or `all` of both."""
-        query = self._inbox_query(actor, scope, overdue, process_id)
-        query = query.order_by(HumanTask.priority, HumanTask.due_at.is_(None), HumanTask.due_at,
-                               HumanTask.created_at).offset(offset).limit(limit)
+              limit: int = 100, offset: int = 0, *, due_before: datetime | None = None,
+              priority: int | None = None, order: str = "priority") -> list[HumanTask]:
+        """Open tasks: `mine` (assigned to me or to those I stand in for, A/B角), `group` (my roles',
+        unclaimed) or `all` of both; `due_before` and `priority` narrow, `order` names INBOX_ORDERS."""
         with self.ctx.db.transaction() as s:
-            return list(s.scalars(query))
+            query = self._inbox_query(actor, scope, overdue, process_id, s, due_before, priority)
+            query = query.order_by(*INBOX_ORDERS.get(order, INBOX_ORDERS["priority"]), HumanTask.id)
+            return list(s.scalars(query.offset(offset).limit(limit)))
 
-    def count(self, actor: Actor, scope: str = "all", overdue: bool = False) -> int:
-        query = self._inbox_query(actor, scope, overdue, None)
+    def count(self, actor: Actor, scope: str = "all", overdue: bool = False, process_id: str | None = None,
+              *, due_before: datetime | None = None, priority: int | None = None) -> int:
         with self.ctx.db.transaction() as s:
+            query = self._inbox_query(actor, scope, overdue, process_id, s, due_before, priority)
             return s.scalar(select(func.count()).select_from(query.subquery())) or 0
 
-    def _inbox_query(self, actor: Actor, scope: str, overdue: bool, process_id: str | None) -> Any:
-        mine = HumanTask.assignee == actor.username
+    def _inbox_query(self, actor: Actor, scope: str, overdue: bool, process_id: str | None,
+                     s: Session | None = None, due_before: datetime | None = None,
+                     priority: int | None = None) -> Any:
+        holders = holders_for(s, actor.username, self.ctx.now()) if s is not None else []
+        mine = HumanTask.assignee.in_([actor.username, *holders]) if holders else (
+            HumanTask.assignee == actor.username)
         group = and_(HumanTask.assignee.is_(None), HumanTask.role.in_(sorted(actor.roles)))
         if scope == "mine":
             visible = mine
@@ -82,6 +96,10 @@ class TaskService:
             query = query.where(HumanTask.due_at < self.ctx.now())
         if process_id:
             query = query.where(HumanTask.process_id == process_id)
+        if due_before is not None:
+            query = query.where(HumanTask.due_at < due_before)
+        if priority is not None:
+            query = query.where(HumanTask.priority == priority)
         return query
 
     def get(self, task_id: str, actor: Actor | None = None) -> TaskDetail:
@@ -89,7 +107,8 @@ class TaskService:
             task = self._task(s, task_id)
             case = s.get(ProcessInstance, task.instance_id)
             assert case is not None
-            if actor is not None and not self._may_see(actor, task):
+            if actor is not None and not self._may_see(actor, task, holders_for(s, actor.username,
+                                                                                 self.ctx.now())):
                 raise Forbidden(f"{actor.username} may not see task {task_id}", rule="read")
             definition = self.repository.load(case.definition_id)
             rules = definition.rules[task.bpmn_id]
@@ -103,9 +122,10 @@ class TaskService:
             return TaskDetail(task, rules.name, case.title, form, data, rules.documentation, rules.instructions)
 
     @staticmethod
-    def _may_see(actor: Actor, task: HumanTask) -> bool:
+    def _may_see(actor: Actor, task: HumanTask, holders: list[str] | None = None) -> bool:
         return (task.assignee == actor.username or task.completed_by == actor.username
-                or actor.has_role(task.role) or bool(actor.roles & {"supervisor", "admin", "compliance"}))
+                or actor.has_role(task.role) or bool(actor.roles & {"supervisor", "admin", "compliance"})
+                or (task.assignee is not None and task.assignee in (holders or ())))
 
     # actions ------------------------------------------------------------------------------------
     def claim(self, task_id: str, actor: Actor) -> HumanTask:
@@ -165,7 +185,7 @@ class TaskService:
             task, case_row = self._lock_open(s, task_id)
             with self.store.open(s, case_row.id) as case:
                 rules = case.definition.rules[task.bpmn_id]
-                self._check(s, actor, task, case_row)
+                acting_for = self._check(s, actor, task, case_row)
                 schema = case.definition.forms.get(task.form_key) if task.form_key else None
                 errors = field_errors(schema, data) if schema is not None else []
                 errors += distinct_users_errors(rules, data)
@@ -178,12 +198,14 @@ class TaskService:
                 spiff_task.run()
                 now = self.ctx.now()
                 task.state, task.completed_at, task.completed_by = "completed", now, actor.username
+                task.acting_for = acting_for
                 if task.assignee is None:
                     task.assignee, task.claimed_at = actor.username, now
                 self.store.run_engine(case.workflow, case_row.id, actor.username)
                 created = self.store.save(s, case)
                 self.audit.record(s, actor.username, "task.completed", instance_id=case_row.id,
-                                  task_id=task.id, data={"task": task.bpmn_id, "data": data})
+                                  task_id=task.id, data={"task": task.bpmn_id, "data": data,
+                                                         **({"acting_for": acting_for} if acting_for else {})})
                 return created
 
     # helpers ------------------------------------------------------------------------------------
@@ -204,16 +226,22 @@ class TaskService:
         return task, case
 
     def _check(self, s: Session, actor: Actor, task: HumanTask, case: ProcessInstance,
-               claiming: bool = False) -> None:
+               claiming: bool = False) -> str | None:
+        """Raise Forbidden unless the actor may act; returns the holder a substitute acts for (A/B角)."""
         definition = self.repository.load(case.definition_id)
         rules = definition.rules[task.bpmn_id]
         names = {k: v.name for k, v in definition.rules.items()}
+        acting_for = None
+        if task.assignee and task.assignee != actor.username and not claiming \
+                and task.assignee in holders_for(s, actor.username, self.ctx.now()):
+            acting_for = task.assignee
         try:
             check_may_act(actor, task, rules, performers(s, case.id), case.started_by, names,
-                          claiming=claiming)
+                          claiming=claiming, acting_for=acting_for)
         except Forbidden as refusal:
             refusal.audit = (actor.username, case.id, task.id)  # type: ignore[attr-defined]
             raise
+        return acting_for
 
     @contextmanager
     def _refusals_recorded(self) -> Iterator[None]:

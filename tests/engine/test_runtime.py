@@ -114,3 +114,23 @@ def test_cases_link_both_ways(engine: ProcessEngine, people) -> None:
         "kind": "follow_up", "direction": "to", "instance_id": b.id, "process_id": "access_request",
         "title": b.title}
     assert engine.runtime.show(b.id).links[0]["direction"] == "from"
+
+
+def test_stale_revision_is_a_conflict_never_a_lost_update(engine: ProcessEngine, people) -> None:
+    from sqlalchemy import update
+
+    deploy_fixture(engine, "two_lanes.bpmn")
+    case = engine.runtime.start("access_request", people["zhang"])
+    with pytest.raises(Conflict, match="changed by someone else"):
+        with engine.ctx.db.transaction() as s:
+            row = s.get(ProcessInstance, case.id)
+            workflow = engine.store.read(s, row)
+            stale = type("Open", (), {})()
+            stale.row, stale.workflow = row, workflow
+            stale.definition = engine.repository.load(row.definition_id)
+            # someone else saves in between (same transaction here, so no lock waits)
+            s.execute(update(ProcessInstance).where(ProcessInstance.id == case.id)
+                      .values(revision=ProcessInstance.revision + 1).execution_options(synchronize_session=False))
+            workflow.cancel()
+            engine.store.save(s, stale)
+    assert engine.runtime.show(case.id).status == "running"
