@@ -29,14 +29,9 @@ install: $(STAMP) $(NODE_STAMP)
 run: $(STAMP) $(NODE_STAMP)
 	$(BIN)/opsflow init --demo
 	@echo
-	@echo "OpsFlow is ready. Drive it from the command line (demo password: opsflow):"
-	@echo "  $(BIN)/opsflow tasks --as zhangwei"
-	@echo "  $(BIN)/opsflow start <process_id> --as zhangwei --data '{\"title\": \"...\"}'"
-	@echo "  $(BIN)/opsflow task <task_id>     # its form and data"
-	@echo "  $(BIN)/opsflow claim <task_id> --as liuyang"
-	@echo "  $(BIN)/opsflow complete <task_id> --as liuyang --data '{\"decision\": \"approve\"}'"
-	@echo "  $(BIN)/opsflow show <case_id>"
-	@echo "  $(BIN)/opsflow audit verify"
+	@echo "OpsFlow: open http://127.0.0.1:8000 and sign in as a demo user (password: opsflow),"
+	@echo "e.g. zhangwei (requester) and liuyang (ops manager, approves). Ctrl-C stops it."
+	$(BIN)/opsflow serve --host 127.0.0.1 --port 8000
 
 test: $(STAMP) $(NODE_STAMP) browser
 	$(BIN)/ruff check engine webui tests bench

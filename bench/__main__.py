@@ -58,6 +58,12 @@ def table(result: dict[str, Any]) -> str:
         rows.append([f"  complete {bpmn_id!r}, median ms", "",
                      _fmt(sqlite["complete_task_ms_median_by_task"][bpmn_id]),
                      *([_fmt(pg["complete_task_ms_median_by_task"].get(bpmn_id))] if pg else []), ""])
+    change = result["change_case"]
+    rows.append(["state bytes, change case (max running)", "",
+                 _fmt(result["state_bytes_change_case"]), *([""] if pg else []), ""])
+    if change.get("complete_task_ms_median_warm"):
+        rows.append([f"  change case: complete, median ms ({len(change['steps']) - 1} steps, 1 case)", "",
+                     _fmt(change["complete_task_ms_median_warm"]), *([""] if pg else []), ""])
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
 
     def line(cells: list[str]) -> str:
@@ -74,6 +80,9 @@ def table(result: dict[str, Any]) -> str:
            f"SpiffWorkflow {m['spiffworkflow_version']}, SQLAlchemy {m['sqlalchemy_version']}, "
            f"load average {m['load_average_1m_at_start']} at start",
            f"databases: {m['database']}" + (f"; {m['database_postgresql']}" if pg else "")]
+    if change.get("error"):
+        out.append(f"change case: stopped at {change.get('stopped_at')}: {change['error']} "
+                   f"(state bytes from {change['state_bytes_source']})")
     if not pg:
         out.append("PostgreSQL: skipped (set OPSFLOW_BENCH_DATABASE_URL or OPSFLOW_TEST_DATABASE_URL)")
     return "\n".join(out)

@@ -20,7 +20,9 @@ from engine.casestore import CaseStore
 from engine.config import ROOT, Settings
 from engine.context import EngineContext, utc_now
 from engine.identity import IdentityService
+from engine.jobs import JobService
 from engine.library import LibraryServices
+from engine.notify import NotifyService
 from engine.progress import CaseProgress, case_progress
 from engine.repository import RepositoryService
 from engine.runtime import RuntimeService
@@ -46,6 +48,11 @@ class ProcessEngine:
         self.ctx.environment.services.setdefault("start_case", self.runtime.start_linked_case)
         self.calendar = CalendarService(settings.processes_dir / "calendar")
         self.ctx.environment.services.setdefault("trading_window_check", self.calendar.check_window)
+        self.store.calendar = self.calendar  # due times in working (trading) days
+        # Time passing: case timers, escalations, notifications, timer starts (engine/jobs.py, ticker.py).
+        self.notify = NotifyService(self.ctx)
+        self.jobs = JobService(self.ctx, self.repository, self.runtime, self.store, self.identity, self.audit,
+                               self.notify)
         for name, service in LibraryServices(self.ctx, self.identity, self.runtime,
                                              self.calendar).services().items():
             self.ctx.environment.services.setdefault(name, service)

@@ -30,6 +30,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from engine.assignment import named_assignee, performers, sod_violation
 from engine.context import EngineContext
+from engine.deadlines import due_at, priority_of
 from engine.errors import Conflict, NotFound, OpsFlowError, ProcessError
 from engine.identity import IdentityService
 from engine.models import HumanTask, MessageSubscription, ProcessInstance
@@ -77,6 +78,7 @@ class CaseStore:
         self.repository = repository
         self.identity = identity
         self.cache = WorkflowCache()
+        self.calendar: Any = None  # the trading calendar (CalendarService), for due times in working days
         # Called in the saving transaction with the inbox rows a save created (due-time jobs hook in here).
         self.on_tasks_created: list[Callable[[Session, OpenCase, list[HumanTask]], None]] = []
 
@@ -89,9 +91,9 @@ class CaseStore:
         return row
 
     @contextmanager
-    def open(self, s: Session, instance_id: int) -> Iterator[OpenCase]:
+    def open(self, s: Session, instance_id: int, row: ProcessInstance | None = None) -> Iterator[OpenCase]:
         """Lock and load a case; the workflow goes back to the cache only after a clean commit."""
-        row = self.lock(s, instance_id)
+        row = row if row is not None else self.lock(s, instance_id)
         definition = self.repository.load(row.definition_id)
         workflow = self.cache.take(row.id, row.revision) or self.ctx.codec.load_state(
             row.state, definition.spec, definition.subprocess_specs, self.ctx.script_engine)
@@ -104,10 +106,21 @@ class CaseStore:
     def read(self, s: Session, row: ProcessInstance) -> BpmnWorkflow:
         """A private copy for reading (never shared with a writer)."""
         definition = self.repository.load(row.definition_id)
-        return self.ctx.codec.load_state(row.state, definition.spec, definition.subprocess_specs,
+        with self.ctx.db.transaction() as session:  # joins the caller's transaction if there is one
+            state = session.scalar(select(ProcessInstance.state).where(ProcessInstance.id == row.id))
+        return self.ctx.codec.load_state(state, definition.spec, definition.subprocess_specs,
                                          self.ctx.script_engine)
 
     # run ----------------------------------------------------------------------------------------
+    @contextmanager
+    def clock(self) -> Iterator[None]:
+        """Spiff's timers read the engine clock in here: task.run() and send_event() compute due times too."""
+        token = TIMER_CLOCK.set(self.ctx.clock)
+        try:
+            yield
+        finally:
+            TIMER_CLOCK.reset(token)
+
     def run_engine(self, workflow: BpmnWorkflow, case_id: int, actor: str, refresh_timers: bool = False) -> None:
         """Run every automatic step; abstract tasks (bpmn:task) complete by themselves."""
         token = self.ctx.current_case.set((case_id, actor))
@@ -147,8 +160,9 @@ class CaseStore:
         created = self._sync_inbox(s, case, now)
         if wf.completed and row.status == "running":
             row.status, row.ended_at = "completed", now
-            s.execute(update(HumanTask).where(HumanTask.instance_id == row.id, HumanTask.state == "open")
-                      .values(state="cancelled"))
+            with s.no_autoflush:  # the case row is written once, below
+                s.execute(update(HumanTask).where(HumanTask.instance_id == row.id, HumanTask.state == "open")
+                          .values(state="cancelled").execution_options(synchronize_session=False))
         row.next_timer_due = next_timer_due(wf)
         row.state = self.ctx.codec.dump_state(wf)
         s.flush([row])
@@ -187,24 +201,17 @@ class CaseStore:
             created.append(HumanTask(
                 id=task_id, instance_id=row.id, process_id=definition.process_id, bpmn_id=rules.bpmn_id,
                 name=rules.name, role=role, assignee=assignee, state="open", form_key=rules.form,
-                priority=rules.priority, created_at=now, due_at=self._due_at(rules, task.data, now),
+                priority=priority_of(rules, task.data), created_at=now, due_at=self._due_at(rules, task.data, now),
                 claimed_at=now if assignee else None))
         return created
 
     def _due_at(self, rules: Any, data: dict[str, Any], now: datetime) -> datetime | None:
-        if rules.due_from and data.get(rules.due_from):
-            value = data[rules.due_from]
-            try:
-                due = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-            except ValueError:
-                return None
-            return due if due.tzinfo else due.replace(tzinfo=self.ctx.zone)
-        if rules.due_in:
-            duration = TimerEventDefinition.parse_iso_duration(rules.due_in)
-            return now + TimerEventDefinition.get_timedelta_from_start(duration, now)
-        return None
+        """dueFrom / dueInFrom / dueIn, in calendar or working time (engine/deadlines.py)."""
+        return due_at(rules, data, now, self.ctx.zone, self.calendar)
 
     def _sync_subscriptions(self, s: Session, instance_id: int, wf: BpmnWorkflow) -> None:
+        if not _has_message_events(wf.spec):
+            return
         s.execute(delete(MessageSubscription).where(MessageSubscription.instance_id == instance_id))
         if wf.completed:
             return
@@ -215,6 +222,19 @@ class CaseStore:
             if event.event_type.endswith("MessageEventDefinition"):
                 s.add(MessageSubscription(instance_id=instance_id, message_name=event.name,
                                           correlation=self.ctx.codec.to_plain(values)))
+
+
+_MESSAGE_EVENTS: dict[int, bool] = {}
+
+
+def _has_message_events(spec: Any) -> bool:
+    """Whether a process can wait for a message at all (specs are shared, so this is per version)."""
+    known = _MESSAGE_EVENTS.get(id(spec))
+    if known is None:
+        known = any("Message" in type(getattr(ts, "event_definition", None)).__name__
+                    for ts in spec.task_specs.values())
+        _MESSAGE_EVENTS[id(spec)] = known
+    return known
 
 
 def next_timer_due(wf: BpmnWorkflow) -> datetime | None:

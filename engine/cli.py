@@ -203,8 +203,37 @@ def cmd_audit_verify(engine: ProcessEngine, args: argparse.Namespace) -> int:
 
 
 def cmd_tick(engine: ProcessEngine, args: argparse.Namespace) -> int:
-    fired = engine.runtime.fire_due_timers()
-    print(f"fired timers in {len(fired)} case(s)")
+    """Fire what is due once (case timers, escalations, notifications, timer starts) and exit."""
+    engine.jobs.sync_start_timers()
+    report = engine.jobs.tick()
+    while len(report.timers) >= 100 or len(report.done) + len(report.retrying) + len(report.failed) >= 100:
+        report = engine.jobs.tick()  # a backlog: keep going until it is drained
+    print(f"fired timers in {len(report.timers)} case(s); jobs: {len(report.done)} done, "
+          f"{len(report.retrying)} to retry, {len(report.failed)} failed")
+    return 0
+
+
+def cmd_worker(engine: ProcessEngine, args: argparse.Namespace) -> int:
+    """Tick continuously in the foreground (any number of workers may run at once) until stopped."""
+    import logging
+
+    from engine.ticker import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    print(f"opsflow worker ticking every {args.interval} s (Ctrl-C to stop)", flush=True)
+    run_worker(engine, args.interval)
+    return 0
+
+
+def cmd_jobs(engine: ProcessEngine, args: argparse.Namespace) -> int:
+    if args.retry:
+        job = engine.jobs.retry(args.retry, actor=args.as_user or "cli")
+        print(f"job {job.id} ({job.kind}) is due again")
+        return 0
+    for job in engine.jobs.jobs(state=args.state, kind=args.kind, limit=args.limit):
+        where = f"case {job.instance_id}" if job.instance_id else "-"
+        print(f"{job.id:<6} {job.kind:<12} {job.state:<9} due {_local(engine, job.due_at)}  {where}  "
+              f"retries left {job.retries_left}" + (f"  last error: {job.last_error}" if job.last_error else ""))
     return 0
 
 
@@ -289,8 +318,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--workers", type=int, default=2)
     c.set_defaults(func=cmd_serve)
 
-    c = sub.add_parser("tick", help="fire every due timer once and exit")
+    c = sub.add_parser("tick", help="fire every due timer and job once and exit")
     c.set_defaults(func=cmd_tick)
+
+    c = sub.add_parser("worker", help="fire due timers and jobs continuously (blocking)")
+    c.add_argument("--interval", type=float, default=0.5, help="seconds between ticks (default 0.5)")
+    c.set_defaults(func=cmd_worker)
+
+    c = sub.add_parser("jobs", help="list jobs (escalations, notifications, timer starts), or retry one")
+    c.add_argument("--state", choices=["pending", "done", "failed", "cancelled"])
+    c.add_argument("--kind")
+    c.add_argument("--limit", type=int, default=50)
+    c.add_argument("--retry", type=int, metavar="JOB_ID", help="give a failed job new retries")
+    c.add_argument("--as", dest="as_user")
+    c.set_defaults(func=cmd_jobs)
 
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command", required=True)
     c = audit.add_parser("verify")

@@ -49,11 +49,15 @@ def field_errors(schema: dict[str, Any], data: Any) -> list[FieldError]:
     """Every error, each named by its field path (`systems[0].name`), required fields included."""
     validator = _validator(json.dumps(schema, sort_keys=True))
     errors = []
+    reported: set[str] = set()
     for err in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
         path = _path(err.absolute_path)
         if err.validator == "required" and isinstance(err.instance, dict):
             missing = [n for n in err.validator_value if n not in err.instance]
             for name in missing:
+                if _join(path, name) in reported:
+                    continue  # jsonschema reports each missing field once per required list entry
+                reported.add(_join(path, name))
                 title = _title(schema, err.absolute_path, name) or (
                     err.schema.get("properties", {}).get(name, {}) or {}).get("title", name)
                 errors.append(FieldError(_join(path, name), f"{title}: 必填 (required)"))

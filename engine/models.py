@@ -61,6 +61,7 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(256))
     active: Mapped[bool] = mapped_column(default=True)
     locale: Mapped[str] = mapped_column(String(16), default="zh_CN")
+    email: Mapped[str | None] = mapped_column(String(256))  # where escalation e-mails go (engine/notify.py)
     created_at: Mapped[datetime]
     roles: Mapped[list[UserRole]] = relationship(cascade="all, delete-orphan", lazy="selectin")
 
@@ -117,11 +118,11 @@ class ProcessInstance(Base):
     started_by: Mapped[str] = mapped_column(String(64), index=True)
     started_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
-    state: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(Text, deferred=True)  # read only when the cache misses
     revision: Mapped[int] = mapped_column(Integer, default=1)
     next_timer_due: Mapped[datetime | None] = mapped_column(index=True)
     error: Mapped[str | None] = mapped_column(Text)
-    definition: Mapped[ProcessDefinition] = relationship(lazy="joined")
+    definition: Mapped[ProcessDefinition] = relationship(lazy="select")
 
     # Optimistic locking: every UPDATE checks the revision it read; a stale one raises StaleDataError.
     __mapper_args__ = {"version_id_col": revision}

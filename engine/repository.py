@@ -5,16 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from engine.audit import AuditService
 from engine.context import EngineContext
+from engine.deadlines import lint_deadlines
 from engine.definitions import STARTER, UserTaskRules, all_task_specs, is_human, user_task_rules
 from engine.errors import Forbidden, LintFailed, NotFound
 from engine.forms import read_form
@@ -66,6 +68,8 @@ class RepositoryService:
         self.audit = audit
         self._cache: dict[int, LoadedDefinition] = {}
         self._lock = threading.Lock()
+        # Called in the deploying transaction with each new version and its spec (timer start events).
+        self.on_deployed: list[Callable[[Session, ProcessDefinition, Any], None]] = []
 
     # deploy -----------------------------------------------------------------------------------
     def deploy(self, sources: Iterable[SourceFile], actor: str = "system",
@@ -129,6 +133,8 @@ class RepositoryService:
                                         deployed_at=self.ctx.now())
                 s.add(row)
                 s.flush()
+                for listener in self.on_deployed:
+                    listener(s, row, spec)
                 self.audit.record(s, actor, "definition.deployed",
                                   data={"process_id": process_id, "version": version, "sha256": sha,
                                         "file": source.name})
@@ -207,6 +213,8 @@ class RepositoryService:
         for field in (rules.assignee_from, rules.due_from, *rules.distinct_users):
             if field and not field.isidentifier():
                 add(f"{label}: {field!r} is not a data field name")
+        for message in lint_deadlines(rules, self.identity.resolve_role):
+            add(f"{label}: {message}")
 
     # definitions ------------------------------------------------------------------------------
     def definitions(self) -> list[ProcessDefinition]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -12,7 +13,7 @@ from sqlalchemy import and_, func, or_, select
 
 from engine.assignment import PRIVILEGED_READERS, can_read_case
 from engine.audit import AuditService
-from engine.casestore import CaseStore, OpenCase
+from engine.casestore import CaseStore, OpenCase, next_timer_due
 from engine.context import EngineContext
 from engine.errors import BadRequest, Conflict, Forbidden, NotFound
 from engine.identity import Actor, IdentityService
@@ -48,8 +49,12 @@ class RuntimeService:
         self.store = store
 
     def start(self, process_id: str, actor: Actor, data: dict[str, Any] | None = None,
-              business_key: str | None = None, check_role: bool = True) -> ProcessInstance:
-        """Start a case on the latest version; it stays on that version until it ends."""
+              business_key: str | None = None, check_role: bool = True,
+              prepare: Callable[[Any], None] | None = None) -> ProcessInstance:
+        """Start a case on the latest version; it stays on that version until it ends.
+
+        `prepare(workflow)` runs before the first engine step (the job service fires timer start events).
+        """
         if data is not None and not isinstance(data, dict):
             raise BadRequest("case data must be a JSON object")
         data = dict(data or {})
@@ -64,6 +69,8 @@ class RuntimeService:
                                 script_engine=self.ctx.script_engine)
         workflow.task_tree.data.update(data)
         workflow.correlations = self._seed_correlations(definition.spec, data, business_key)
+        if prepare is not None:
+            prepare(workflow)
         now = self.ctx.now()
         title = str(data.get("title") or "").strip() or (
             f"{definition.name} {business_key}" if business_key else definition.name)
@@ -141,7 +148,8 @@ class RuntimeService:
                 event = BpmnEvent(definition, payload={**correlation, **payload},
                                   correlations=case.workflow.correlations)
                 try:
-                    case.workflow.send_event(event)
+                    with self.store.clock():
+                        case.workflow.send_event(event)
                 except Exception as exc:  # noqa: BLE001 (Spiff raises a bare WorkflowException)
                     raise NotFound(f"case {instance_id} did not accept message {name!r}: {exc}") from None
                 self.store.run_engine(case.workflow, instance_id, actor.username)
@@ -150,23 +158,46 @@ class RuntimeService:
                                   data={"name": name, "correlation": correlation, "payload": payload})
         return instance_id
 
-    def fire_due_timers(self, now: datetime | None = None, limit: int = 100) -> list[int]:
-        """Advance every case with a timer due by now; each in its own transaction."""
+    def fire_due_timers(self, now: datetime | None = None, limit: int = 100,
+                        on_error: Callable[[int, Exception], None] | None = None) -> list[int]:
+        """Advance every case with a timer due by now, one case per transaction.
+
+        Each case is claimed with `FOR UPDATE SKIP LOCKED` (PostgreSQL) or under SQLite's write lock,
+        so any number of processes may tick at once and every timer fires exactly once. A case that
+        fails goes to on_error (the job service parks and retries it); without on_error it raises.
+        """
         now = now or self.ctx.now()
-        with self.ctx.db.transaction() as s:
-            due = list(s.scalars(select(ProcessInstance.id).where(ProcessInstance.status == "running",
-                                                                  ProcessInstance.next_timer_due < now)
-                                 .order_by(ProcessInstance.next_timer_due).limit(limit)))
-        fired = []
-        for instance_id in due:
-            with self.ctx.db.transaction() as s:
-                with self.store.open(s, instance_id) as case:
-                    if case.row.next_timer_due is None or case.row.next_timer_due >= now:
-                        continue  # another worker got there first
-                    self.store.run_engine(case.workflow, instance_id, "system", refresh_timers=True)
-                    self.store.save(s, case)
-                    self.audit.record(s, "system", "timer.fired", instance_id=instance_id)
-                    fired.append(instance_id)
+        fired: list[int] = []
+        passed: set[int] = set()  # failed, or due by `now` but not yet by the engine clock
+        while len(fired) + len(passed) < limit:
+            instance_id = None
+            try:
+                with self.ctx.db.transaction() as s:
+                    query = select(ProcessInstance.id).where(ProcessInstance.status == "running",
+                                                             ProcessInstance.next_timer_due < now)
+                    if passed:
+                        query = query.where(ProcessInstance.id.not_in(passed))
+                    instance_id = s.scalars(query.order_by(ProcessInstance.next_timer_due).limit(1)
+                                            .with_for_update(skip_locked=True)).first()
+                    if instance_id is None:
+                        break
+                    with self.store.open(s, instance_id) as case:
+                        due = case.row.next_timer_due
+                        self.store.run_engine(case.workflow, instance_id, "system", refresh_timers=True)
+                        if next_timer_due(case.workflow) == due and not case.workflow.completed:
+                            raise _NothingFired  # due by `now`, not yet by the engine clock: roll back
+                        self.store.save(s, case)
+                        late = (self.ctx.now() - due).total_seconds() * 1000 if due else None
+                        self.audit.record(s, "system", "timer.fired", instance_id=instance_id,
+                                          data={"due": due, "late_ms": round(late, 1) if late is not None else None})
+                fired.append(instance_id)
+            except _NothingFired:
+                passed.add(instance_id)  # type: ignore[arg-type]
+            except Exception as exc:
+                if on_error is None or instance_id is None:
+                    raise
+                passed.add(instance_id)
+                on_error(instance_id, exc)
         return fired
 
     def start_linked_case(self, process_id: str, data: dict[str, Any] | None = None,
@@ -272,6 +303,10 @@ class RuntimeService:
             if started_by:
                 query = query.where(ProcessInstance.started_by == started_by)
             return list(s.scalars(query.offset(offset).limit(limit)))
+
+
+class _NothingFired(Exception):
+    """A claimed case had no timer due by the engine clock after all."""
 
 
 def _check_read(actor: Actor, row: ProcessInstance, tasks: list[HumanTask]) -> None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from engine.assignment import check_may_act, distinct_users_errors, performers
@@ -91,7 +91,15 @@ class TaskService:
             visible = HumanTask.state == "open"
         else:
             raise BadRequest(f"unknown scope {scope!r} (mine, group, all)")
-        query = select(HumanTask).where(HumanTask.state == "open", visible)
+        is_open = HumanTask.state == "open"
+        if scope in ("mine", "group"):
+            query = select(HumanTask).where(is_open, visible)
+        elif scope == "all":
+            # Each half searches its own index; an OR over both would scan every open task.
+            both = union_all(select(HumanTask.id).where(is_open, mine), select(HumanTask.id).where(is_open, group))
+            query = select(HumanTask).where(HumanTask.id.in_(select(both.subquery().c.id)))
+        else:
+            query = select(HumanTask).where(visible)
         if overdue:
             query = query.where(HumanTask.due_at < self.ctx.now())
         if process_id:
@@ -183,7 +191,7 @@ class TaskService:
             raise BadRequest("task data must be a JSON object")
         with self._refusals_recorded(), self.ctx.db.transaction() as s:
             task, case_row = self._lock_open(s, task_id)
-            with self.store.open(s, case_row.id) as case:
+            with self.store.open(s, case_row.id, case_row) as case:
                 rules = case.definition.rules[task.bpmn_id]
                 acting_for = self._check(s, actor, task, case_row)
                 schema = case.definition.forms.get(task.form_key) if task.form_key else None
@@ -195,7 +203,8 @@ class TaskService:
                 if spiff_task is None or spiff_task.state != TaskState.READY:
                     raise Conflict(f"task {task_id} is no longer waiting for input")
                 spiff_task.set_data(**data)
-                spiff_task.run()
+                with self.store.clock():  # a timer after this task is due from the engine's clock
+                    spiff_task.run()
                 now = self.ctx.now()
                 task.state, task.completed_at, task.completed_by = "completed", now, actor.username
                 task.acting_for = acting_for
@@ -217,9 +226,11 @@ class TaskService:
 
     def _lock_open(self, s: Session, task_id: str) -> tuple[HumanTask, ProcessInstance]:
         """Lock the task's case first (all writers do), then read the task's current state."""
-        task = self._task(s, task_id)
-        case = self.store.lock(s, task.instance_id)
-        s.refresh(task)
+        case = s.scalars(select(ProcessInstance).join(HumanTask, HumanTask.instance_id == ProcessInstance.id)
+                         .where(HumanTask.id == task_id).with_for_update(of=ProcessInstance)).first()
+        if case is None:
+            raise NotFound(f"unknown task {task_id}")
+        task = self._task(s, task_id)  # read after the lock: its state is current
         if task.state != "open":
             who = f" by {task.completed_by}" if task.completed_by else ""
             raise Conflict(f"task {task_id} is already {task.state}{who}")
@@ -236,7 +247,8 @@ class TaskService:
                 and task.assignee in holders_for(s, actor.username, self.ctx.now()):
             acting_for = task.assignee
         try:
-            check_may_act(actor, task, rules, performers(s, case.id), case.started_by, names,
+            done = performers(s, case.id) if rules.separation_of_duties else {}
+            check_may_act(actor, task, rules, done, case.started_by, names,
                           claiming=claiming, acting_for=acting_for)
         except Forbidden as refusal:
             refusal.audit = (actor.username, case.id, task.id)  # type: ignore[attr-defined]

@@ -13,9 +13,11 @@ eval/exec). Each attack is placed once in a gateway conditionExpression and once
 from __future__ import annotations
 
 import datetime
+import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -27,7 +29,7 @@ from engine.errors import LintFailed, ProcessError
 from engine.identity import Actor
 from engine.models import AuditEvent, HumanTask, ProcessInstance
 from engine.spiff.parsing import SourceFile
-from engine.spiff.sandbox import check_snippet
+from engine.spiff.sandbox import RestrictedEnvironment, ScriptPolicyError, check_snippet
 
 REQUEST = {"title": "开通清算系统只读权限", "system": "清算", "reason": "月末结算需要核对数据", "days": 3}
 
@@ -249,10 +251,11 @@ def case_snapshot(engine: ProcessEngine, case_id: int) -> tuple[Any, ...]:
         return row.state, row.revision, row.status, row.ended_at, row.next_timer_due, tasks, events
 
 
-def counts(engine: ProcessEngine) -> tuple[int, int, int]:
+def counts(engine: ProcessEngine) -> list[int]:
+    """How many cases, inbox rows and audit events exist."""
     with engine.ctx.db.transaction() as s:
-        return tuple(s.scalar(select(func.count()).select_from(model))  # type: ignore[return-value]
-                     for model in (ProcessInstance, HumanTask, AuditEvent))
+        return [s.scalar(select(func.count()).select_from(model)) or 0
+                for model in (ProcessInstance, HumanTask, AuditEvent)]
 
 
 def deploy(engine: ProcessEngine, name: str, xml: bytes) -> None:
@@ -348,7 +351,7 @@ def test_attack_right_after_the_start_event_fails_safely_and_creates_no_case(
         engine.runtime.start("sbx_first", people["zhang"], {"title": "攻击"})
     assert not marker.exists()
     assert counts(engine) == before
-    assert before[:2] == (0, 0)
+    assert before[:2] == [0, 0]
 
 
 def test_reading_a_file_leaks_nothing_into_the_case(engine: ProcessEngine, people: dict[str, Actor],
@@ -467,10 +470,13 @@ def test_check_snippet_reports_every_problem_in_a_snippet() -> None:
     assert result is not None and "__class__" in result and "__base__" in result
 
 
-@pytest.mark.parametrize("source", ["", "a\x00b", "'unterminated", "if x:\n", "\ufeff1 +"])
-def test_check_snippet_returns_a_reason_instead_of_raising_on_broken_text(source: str) -> None:
-    assert isinstance(check_snippet(source, "eval"), str)
-    assert isinstance(check_snippet(source, "exec"), str) or source == ""
+@pytest.mark.parametrize(("source", "mode"), [
+    ("", "eval"), ("a\x00b", "eval"), ("a\x00b", "exec"), ("'unterminated", "eval"), ("if x:\n", "exec"),
+    ("1 +", "eval"), ("x = (", "exec"),
+])
+def test_check_snippet_returns_a_reason_instead_of_raising_on_broken_text(source: str, mode: str) -> None:
+    reason = check_snippet(source, mode)
+    assert isinstance(reason, str) and "Error: " in reason
 
 
 def test_check_snippet_passes_what_only_the_run_time_guards_can_stop() -> None:
@@ -478,3 +484,19 @@ def test_check_snippet_passes_what_only_the_run_time_guards_can_stop() -> None:
     for source in ("getattr(1, 'x')", "open('/etc/passwd')", "globals()", "'{0}'.format(1)",
                    "datetime.sys", "compile('1', 'x', 'eval')"):
         assert check_snippet(source, "eval") is None
+
+
+# the run-time guards behind the lint ------------------------------------------------------------
+def test_a_module_reached_through_an_attribute_is_refused_even_on_an_application_helper() -> None:
+    environment = RestrictedEnvironment({"helpers": SimpleNamespace(os=os, answer=42)})
+    assert environment.evaluate("helpers.answer", {}) == 42
+    with pytest.raises(ScriptPolicyError, match="'os' is a module"):
+        environment.evaluate("helpers.os", {})
+
+
+def test_datetime_offers_its_classes_but_not_the_modules_it_imported() -> None:
+    environment = RestrictedEnvironment()
+    assert environment.evaluate("datetime.date(2024, 1, 2) + datetime.timedelta(days=1)", {}) == (
+        datetime.date(2024, 1, 3))
+    assert environment.evaluate("datetime.sys", {}) is None
+    assert environment.evaluate("datetime.date.today()", {}) == datetime.date.today()

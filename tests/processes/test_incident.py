@@ -62,12 +62,33 @@ def test_grading_follows_the_2012_thresholds(flow: Flow, changes: dict[str, Any]
     assert flow.data(case)["reportable"] is (level != "一般")
 
 
-def test_p1_or_reportable_incident_is_escalated_to_ops_manager(flow: Flow) -> None:
+def links(flow: Flow, case: int) -> list[tuple[str, str, str]]:
+    return [(link["kind"], link["direction"], link["process_id"]) for link in flow.links(case)]
+
+
+def test_p1_incident_opens_a_linked_emergency(flow: Flow) -> None:
     case = reported(flow, impact="high", urgency="high")
     assert flow.data(case)["priority"] == "P1"
-    assert flow.open_names(case) == ["notify_major", "respond"]
-    flow.do(case, "notify_major", "liuyang", {"note": "已启动应急预案并通知合规", "instruction": "escalate"})
-    resolve_and_close(flow, case)
+    assert flow.open_names(case) == ["respond"]
+    assert links(flow, case) == [("emergency", "to", "emergency")]
+    emergency = flow.links(case)[0]["instance_id"]
+    assert links(flow, emergency) == [("emergency", "from", "incident")]
+    declare = flow.task(emergency, "declare")
+    assert declare.id in {t.id for t in flow.inbox("wuhao")}  # the duty officer declares it
+    data = flow.data(emergency)
+    assert (data["priority"], data["discovered_at"], data["affected_systems"]) == (
+        "P1", "2026-11-20T18:05:00+08:00", ["网上交易"])
+    assert flow.engine.runtime.show(emergency).title == "应急：网上交易登录缓慢"
+    resolve_and_close(flow, case)  # the incident goes on beside the emergency
+    assert flow.status(emergency) == "running"
+
+
+def test_reportable_incident_opens_an_emergency_and_a_minor_one_none(flow: Flow) -> None:
+    reportable = reported(flow, system_class="集中交易", outage_minutes=6)  # P3 but 较大: must be reported
+    assert (flow.data(reportable)["priority"], flow.data(reportable)["level"]) == ("P3", "较大")
+    assert links(flow, reportable) == [("emergency", "to", "emergency")]
+    minor = reported(flow)
+    assert links(flow, minor) == []
 
 
 def test_late_response_escalates_by_priority(flow: Flow) -> None:
@@ -97,3 +118,8 @@ def test_restore_not_confirmed_goes_back_to_the_engineer(flow: Flow) -> None:
         flow.do(case, "close", "liuyang", {"problem_needed": False})
     flow.do(case, "close", "liuyang", {"problem_needed": True, "comment": "根因待问题管理分析"})
     assert flow.status(case) == "completed"
+    assert links(flow, case) == [("problem", "to", "problem")]
+    problem = flow.links(case)[0]["instance_id"]
+    assert links(flow, problem) == [("problem", "from", "incident")]
+    assert flow.open_names(problem) == ["register"]
+    assert flow.data(problem)["description"] == "部分客户登录超时；根因待问题管理分析"

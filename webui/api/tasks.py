@@ -1,0 +1,68 @@
+"""The inbox and the work on a task: list, read, claim, unclaim, assign, complete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.models import HumanTask
+from webui.api.access import actor, endpoint, engine
+from webui.api.schemas import (
+    AssignRequest,
+    CompletedSchema,
+    CompleteRequest,
+    TaskDetailSchema,
+    TaskPage,
+    TaskQuery,
+    TaskSchema,
+)
+
+
+@endpoint("GET", "/tasks", rule="any user sees their own inbox; scope=everyone needs a supervising role "
+          "(engine: tasks.inbox)", summary="Open tasks: scope mine|group|all (default), overdue=true",
+          tag="tasks", query=TaskQuery, response=TaskPage, errors=(403,))
+def list_tasks(query: dict[str, Any]) -> dict[str, Any]:
+    tasks, who = engine().tasks, actor()
+    args = (who, query["scope"], query["overdue"], query.get("process_id"))
+    return {"items": tasks.inbox(*args, limit=query["limit"], offset=query["offset"]),
+            "total": tasks.count(*args), "limit": query["limit"], "offset": query["offset"]}
+
+
+@endpoint("GET", "/tasks/{task_id}", rule="the assignee, the performer, holders of its role, "
+          "supervisor/compliance/admin (engine: tasks.get)",
+          summary="A task with its JSON Schema form and the data it sees", tag="tasks",
+          response=TaskDetailSchema, errors=(403, 404))
+def get_task(task_id: str) -> dict[str, Any]:
+    detail = engine().tasks.get(task_id, actor())
+    task = {column.key: getattr(detail.task, column.key) for column in HumanTask.__table__.columns}
+    return {**task, "case_title": detail.case_title, "form_schema": detail.form, "data": detail.data,
+            "documentation": detail.documentation, "instructions": detail.instructions}
+
+
+@endpoint("POST", "/tasks/{task_id}/claim", rule="a holder of the task's role not barred by separation of "
+          "duties (engine: tasks.claim)", summary="Claim a task from the role's queue", tag="tasks",
+          response=TaskSchema, errors=(403, 404, 409))
+def claim_task(task_id: str) -> Any:
+    return engine().tasks.claim(task_id, actor())
+
+
+@endpoint("POST", "/tasks/{task_id}/unclaim", rule="the assignee or a manager (engine: tasks.unclaim)",
+          summary="Put a claimed task back in its role's queue", tag="tasks", response=TaskSchema,
+          errors=(403, 404, 409))
+def unclaim_task(task_id: str) -> Any:
+    return engine().tasks.unclaim(task_id, actor())
+
+
+@endpoint("POST", "/tasks/{task_id}/assign", rule="ops_manager, supervisor or it_head, to a holder of the role "
+          "not barred by separation of duties (engine: tasks.assign)", summary="Assign a task to a user",
+          tag="tasks", body=AssignRequest, response=TaskSchema, errors=(403, 404, 409))
+def assign_task(task_id: str, body: dict[str, Any]) -> Any:
+    return engine().tasks.assign(task_id, actor(), body["user"])
+
+
+@endpoint("POST", "/tasks/{task_id}/complete", rule="the assignee (or, unclaimed, a holder of the role) not "
+          "barred by separation of duties (engine: tasks.complete)",
+          summary="Validate the data against the form and complete the task", tag="tasks",
+          body=CompleteRequest, response=CompletedSchema, errors=(403, 404, 409))
+def complete_task(task_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    created = engine().tasks.complete(task_id, actor(), body["data"])
+    return {"id": task_id, "state": "completed", "next_tasks": created}
