@@ -169,3 +169,37 @@ class CalendarService:
 
     def check_window(self, start: str, end: str, markets: list[str] | None = None) -> dict[str, Any]:
         return self.calendar().check_window(start, end, markets)
+
+
+def import_holidays(directory: Path, text: str) -> dict[int, int]:
+    """Merge a firm's holiday list into holidays.json; returns how many days each year now has.
+
+    The list is one closed weekday per line (`YYYY-MM-DD`, optionally followed by a comma or
+    whitespace and a name such as `2027-02-08,春节`); blank lines and lines starting with # are
+    ignored. A weekend date is refused: exchanges never trade on weekends, so listing one is a typo.
+    """
+    days: set[date] = set()
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        token = line.replace(",", " ").replace("\t", " ").split()[0]
+        try:
+            day = date.fromisoformat(token)
+        except ValueError:
+            raise ValueError(f"line {number}: {token!r} is not a date (YYYY-MM-DD)") from None
+        if day.weekday() >= 5:
+            raise ValueError(f"line {number}: {day} is a weekend day; list only weekdays the exchanges close")
+        days.add(day)
+    path = directory / "holidays.json"
+    holidays = json.loads(path.read_text(encoding="utf-8"))
+    closed: dict[str, list[str]] = holidays.setdefault("closed", {})
+    for day in days:
+        year = closed.setdefault(str(day.year), [])
+        if day.isoformat() not in year:
+            year.append(day.isoformat())
+    for year in closed:
+        closed[year] = sorted(set(closed[year]))
+    holidays["closed"] = dict(sorted(closed.items()))
+    path.write_text(json.dumps(holidays, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return {int(y): len(v) for y, v in holidays["closed"].items()}

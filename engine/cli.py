@@ -245,6 +245,21 @@ def cmd_serve(engine: ProcessEngine, args: argparse.Namespace) -> int:
     return serve(args.host, args.port, args.workers)
 
 
+def cmd_calendar_import(engine: ProcessEngine, args: argparse.Namespace) -> int:
+    from engine.calendar import import_holidays
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise OpsFlowError(f"{args.file}: no such file")
+    try:
+        counts = import_holidays(engine.ctx.settings.processes_dir / "calendar", path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise OpsFlowError(f"{args.file}: {exc}") from None
+    for year, days in counts.items():
+        print(f"{year}: {days} closed weekdays")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="opsflow", description="OpsFlow 运维流程引擎")
     sub = p.add_subparsers(dest="command", required=True)
@@ -332,6 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--retry", type=int, metavar="JOB_ID", help="give a failed job new retries")
     c.add_argument("--as", dest="as_user")
     c.set_defaults(func=cmd_jobs)
+
+    calendar = sub.add_parser("calendar", help="the trading calendar").add_subparsers(
+        dest="calendar_command", required=True)
+    c = calendar.add_parser("import-holidays", help="merge a holiday list (one YYYY-MM-DD per line)")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_calendar_import)
 
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command", required=True)
     c = audit.add_parser("verify")
