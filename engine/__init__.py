@@ -22,12 +22,15 @@ from engine.context import EngineContext, utc_now
 from engine.identity import IdentityService
 from engine.jobs import JobService
 from engine.library import LibraryServices
+from engine.migration import MigrationService
 from engine.notify import NotifyService
 from engine.progress import CaseProgress, case_progress
+from engine.reports import ReportService
 from engine.repository import RepositoryService
 from engine.runtime import RuntimeService
 from engine.substitutes import SubstituteService
 from engine.tasks import TaskService
+from engine.versions import VersionService
 
 
 class ProcessEngine:
@@ -41,7 +44,10 @@ class ProcessEngine:
         self.store = CaseStore(self.ctx, self.repository, self.identity)
         self.runtime = RuntimeService(self.ctx, self.repository, self.identity, self.audit, self.store)
         self.tasks = TaskService(self.ctx, self.repository, self.identity, self.audit, self.store)
+        self.reports = ReportService(self.ctx, self.store)
         self.alerts = AlertService(self.ctx, self.repository, self.runtime, self.audit)
+        self.migration = MigrationService(self.ctx, self.repository, self.store, self.audit)
+        self.versions = VersionService(self.ctx, self.repository, self.audit)
         self.substitutes = SubstituteService(self.ctx, self.identity, self.audit)
         self.attachments = AttachmentService(self.ctx, self.audit)
         # Services BPMN service tasks may call (spiffworkflow:serviceTaskOperator id="...").

@@ -165,7 +165,7 @@ class CaseStore:
                           .values(state="cancelled").execution_options(synchronize_session=False))
         row.next_timer_due = next_timer_due(wf)
         row.state = self.ctx.codec.dump_state(wf)
-        s.flush([row])
+        s.flush()
         s.add_all(created)
         self._sync_subscriptions(s, row.id, wf)
         if created:
