@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from engine.context import EngineContext
@@ -38,21 +38,26 @@ class AuditService:
 
     def record(self, session: Session, actor: str, action: str, *, instance_id: int | None = None,
                task_id: str | None = None, data: dict[str, Any] | None = None) -> AuditEvent:
-        """Append within the caller's transaction; the head row lock serialises appends."""
-        head = session.scalars(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one_or_none()
+        """Append within the caller's transaction; the head row lock serialises appends.
+
+        Plain statements rather than the unit of work: this runs on every action.
+        """
+        head = session.execute(select(AuditHead.last_id, AuditHead.last_hash).where(AuditHead.id == 1)
+                               .with_for_update()).first()
         if head is None:
-            head = AuditHead(id=1, last_id=0, last_hash=GENESIS)
-            session.add(head)
+            session.execute(insert(AuditHead).values(id=1, last_id=0, last_hash=GENESIS))
+            last_id, prev = 0, GENESIS
+        else:
+            last_id, prev = head
         at = self.ctx.now()
         payload = self.ctx.codec.to_plain(data or {})
-        event_id = head.last_id + 1
-        event = AuditEvent(id=event_id, at=at, actor=actor, action=action, instance_id=instance_id,
-                           task_id=task_id, data=payload, prev_hash=head.last_hash,
-                           hash=_digest(head.last_hash, event_id, at, actor, action, instance_id,
-                                        task_id, payload))
-        session.add(event)
-        head.last_id, head.last_hash = event_id, event.hash
-        return event
+        event_id = last_id + 1
+        digest = _digest(prev, event_id, at, actor, action, instance_id, task_id, payload)
+        values = {"id": event_id, "at": at, "actor": actor, "action": action, "instance_id": instance_id,
+                  "task_id": task_id, "data": payload, "prev_hash": prev, "hash": digest}
+        session.execute(insert(AuditEvent).values(**values))
+        session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_id=event_id, last_hash=digest))
+        return AuditEvent(**values)
 
     def events(self, instance_id: int | None = None, limit: int = 1000, offset: int = 0) -> list[AuditEvent]:
         with self.ctx.db.transaction() as s:
