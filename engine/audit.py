@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -49,7 +49,7 @@ class AuditService:
             last_id, prev = 0, GENESIS
         else:
             last_id, prev = head
-        at = self.ctx.now()
+        at = self.ctx.now().astimezone(UTC)  # hashed as stored: a clock in another zone must not break the chain
         payload = self.ctx.codec.to_plain(data or {})
         event_id = last_id + 1
         digest = _digest(prev, event_id, at, actor, action, instance_id, task_id, payload)

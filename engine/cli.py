@@ -86,7 +86,15 @@ def cmd_deploy(engine: ProcessEngine, args: argparse.Namespace) -> int:
 def cmd_user_add(engine: ProcessEngine, args: argparse.Namespace) -> int:
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
     actor = engine.identity.add_user(args.name, args.role, args.display_name, password)
+    if args.email:
+        engine.notify.set_email(actor.username, args.email)  # where escalation e-mails go
     print(f"user {actor.username} ({actor.display_name}) roles: {', '.join(sorted(actor.roles))}")
+    return 0
+
+
+def cmd_user_email(engine: ProcessEngine, args: argparse.Namespace) -> int:
+    engine.notify.set_email(args.name, args.email or None)
+    print(f"user {args.name} e-mail: {args.email or '-'}")
     return 0
 
 
@@ -220,6 +228,7 @@ def cmd_worker(engine: ProcessEngine, args: argparse.Namespace) -> int:
     from engine.ticker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per tick
     print(f"opsflow worker ticking every {args.interval} s (Ctrl-C to stop)", flush=True)
     run_worker(engine, args.interval)
     return 0
@@ -280,7 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--role", nargs="+", required=True, action="extend")
     c.add_argument("--display-name")
     c.add_argument("--password-stdin", action="store_true")
+    c.add_argument("--email", help="where escalation e-mails go")
     c.set_defaults(func=cmd_user_add)
+    c = user.add_parser("email", help="set (or with '' clear) where a user's escalation e-mails go")
+    c.add_argument("name")
+    c.add_argument("email")
+    c.set_defaults(func=cmd_user_email)
     c = user.add_parser("roles")
     c.add_argument("name")
     c.add_argument("--role", nargs="+", required=True, action="extend")

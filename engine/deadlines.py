@@ -96,7 +96,8 @@ def due_at(rules: Any, data: dict[str, Any], now: datetime, zone: ZoneInfo,
     """The task's due time: dueFrom (a date in the data), else dueInFrom / dueIn from creation.
 
     With dueCalendar="working" the duration counts trading days of the trading calendar.
-    A value the data gets wrong leaves the task without a due time rather than failing the case.
+    A duration the data gets wrong falls back to dueIn; a bad date leaves the task without a due time
+    (neither fails the case).
     """
     props = rules.properties
     if rules.due_from and data.get(rules.due_from):
@@ -104,18 +105,16 @@ def due_at(rules: Any, data: dict[str, Any], now: datetime, zone: ZoneInfo,
             return parse_moment(data[rules.due_from], zone)
         except (TypeError, ValueError):
             return None
-    text = rules.due_in
-    if props.get("dueInFrom") and data.get(props["dueInFrom"]):
-        text = str(data[props["dueInFrom"]])
-    if not text:
-        return None
-    try:
-        parsed = parse_duration(text)
-        if props.get("dueCalendar", "calendar") == "working" and calendar is not None:
-            return add_working(now, parsed, calendar.calendar())
-        return add_duration(now, parsed)
-    except ValueError:
-        return None
+    texts = [str(data[props["dueInFrom"]])] if props.get("dueInFrom") and data.get(props["dueInFrom"]) else []
+    for text in [*texts, *([rules.due_in] if rules.due_in else [])]:  # the data's duration, else dueIn
+        try:
+            parsed = parse_duration(text)
+            if props.get("dueCalendar", "calendar") == "working" and calendar is not None:
+                return add_working(now, parsed, calendar.calendar())
+            return add_duration(now, parsed)
+        except ValueError:
+            continue
+    return None
 
 
 def priority_of(rules: Any, data: dict[str, Any]) -> int:

@@ -109,6 +109,8 @@ class ProcessInstance(Base):
     """A case. Holds state only (never the spec) and a revision for optimistic locking."""
 
     __tablename__ = "process_instance"
+    # The tick's claim (status = running, next_timer_due < now, earliest first) reads this index alone.
+    __table_args__ = (Index("ix_process_instance_timer", "status", "next_timer_due"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     definition_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"), index=True)
     process_id: Mapped[str] = mapped_column(String(128), index=True)

@@ -73,12 +73,14 @@ class RepositoryService:
 
     # deploy -----------------------------------------------------------------------------------
     def deploy(self, sources: Iterable[SourceFile], actor: str = "system",
-               check_only: bool = False) -> list[DeployedVersion]:
+               check_only: bool = False, forms: dict[str, Any] | None = None) -> list[DeployedVersion]:
         """Lint every file; deploy a new version of each process whose content changed.
 
+        `forms` (file -> schema) stand in for files of the forms directory (the form editor, a redeploy).
         Raises LintFailed with every problem found; nothing is deployed then.
         """
         sources = list(sources)
+        overrides = dict(forms or {})
         oversize = [Problem(s.name, 1, f"file is larger than {MAX_FILE_BYTES // 1024 // 1024} MiB")
                     for s in sources if len(s.content) > MAX_FILE_BYTES]
         if oversize:
@@ -99,7 +101,7 @@ class RepositoryService:
             except BundleError as exc:
                 problems.extend(exc.problems)
                 continue
-            forms, found = self._lint(bundle, process_id, spec, subs)
+            forms, found = self._lint(bundle, process_id, spec, subs, overrides)
             problems.extend(found)
             built[process_id] = (spec, subs, forms)
         if problems:
@@ -141,12 +143,13 @@ class RepositoryService:
                 results.append(DeployedVersion(process_id, name, version, True))
         return results
 
-    def deploy_as(self, actor: Actor, sources: Iterable[SourceFile], check_only: bool = False) -> list[DeployedVersion]:
+    def deploy_as(self, actor: Actor, sources: Iterable[SourceFile], check_only: bool = False,
+                  forms: dict[str, Any] | None = None) -> list[DeployedVersion]:
         """Deploy on a user's behalf: only a process owner may (docs/CONTRACT.md)."""
         if not actor.has_role("process_owner"):
             raise Forbidden(f"{actor.username} does not hold the role 'process_owner' needed to deploy",
                             rule="role")
-        return self.deploy(sources, actor.username, check_only)
+        return self.deploy(sources, actor.username, check_only, forms)
 
     def deploy_directory(self, directory: Path | None = None, actor: str = "system") -> list[DeployedVersion]:
         directory = directory or self.ctx.settings.processes_dir
@@ -154,8 +157,8 @@ class RepositoryService:
         return self.deploy([SourceFile(p.name, p.read_bytes()) for p in files], actor) if files else []
 
     # lint -------------------------------------------------------------------------------------
-    def _lint(self, bundle: ParsedBundle, process_id: str, spec: Any,
-              subs: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+    def _lint(self, bundle: ParsedBundle, process_id: str, spec: Any, subs: dict[str, Any],
+              overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[Problem]]:
         problems: list[Problem] = []
         forms: dict[str, Any] = {}
         file_of = {spec.name: bundle.process_files.get(process_id, "?")}
@@ -171,7 +174,8 @@ class RepositoryService:
             for ts in owner.task_specs.values():
                 if is_human(ts):
                     rules = UserTaskRules.from_spec(ts)
-                    self._lint_user_task(rules, ts, human_ids, forms, lambda m, f=file, e=ts.bpmn_id: add(f, e, m))
+                    self._lint_user_task(rules, ts, human_ids, forms, lambda m, f=file, e=ts.bpmn_id: add(f, e, m),
+                                         overrides or {})
                 for snippet in snippets([ts]):
                     if snippet.kind == "timer" and is_bare_iso(snippet.source):
                         add(file, snippet.element, f"timer {snippet.source.strip()!r} is an ISO 8601 literal "
@@ -186,7 +190,7 @@ class RepositoryService:
         return forms, problems
 
     def _lint_user_task(self, rules: UserTaskRules, ts: Any, human_ids: set[str],
-                        forms: dict[str, Any], add: Any) -> None:
+                        forms: dict[str, Any], add: Any, overrides: dict[str, Any] | None = None) -> None:
         label = f"user task {rules.bpmn_id!r}"
         if not rules.lane:
             add(f"{label} is not in a lane; put it in the lane of the role that performs it")
@@ -195,7 +199,9 @@ class RepositoryService:
             add(f"{label}: lane {rules.lane!r} names no role (known roles: {known})")
         if rules.form:
             if rules.form not in forms:
-                schema, reason = read_form(self.ctx.settings.forms_dir, rules.form)
+                override = (overrides or {}).get(rules.form)
+                schema, reason = (override, None) if override is not None else read_form(
+                    self.ctx.settings.forms_dir, rules.form)
                 if reason:
                     add(f"{label}: {reason}")
                 else:

@@ -35,11 +35,19 @@ _lock = threading.Lock()
 def _tick(engine: Any) -> None:
     try:
         report = engine.jobs.tick()
+        _log(report)
         # Keep going while a tick hit its limit, so a backlog (after downtime) drains quickly.
         while len(report.timers) >= 100 or len(report.done) + len(report.retrying) + len(report.failed) >= 100:
             report = engine.jobs.tick()
+            _log(report)
     except Exception:  # noqa: BLE001 (a failed tick is logged; the next one runs as usual)
         log.exception("tick failed")
+
+
+def _log(report: Any) -> None:
+    if not report.idle:
+        log.info("fired timers in %d case(s); jobs: %d done, %d to retry, %d failed", len(report.timers),
+                 len(report.done), len(report.retrying), len(report.failed))
 
 
 def _configure(scheduler: BaseScheduler, engine: Any, interval: float) -> BaseScheduler:

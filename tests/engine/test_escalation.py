@@ -122,7 +122,8 @@ def test_due_in_working_days_skips_weekends_and_holidays_and_due_rules_follow_it
     clock.now = report.due_at + timedelta(days=1)  # due+P1D: the supervisor, named
     engine.jobs.tick()
     rules = [(h["rule"], h["recipients"]) for h in escalations(engine, case.id) if "due" in h["rule"]]
-    assert rules == [("due: notify assignee, manager", ["li", "wang", "zhou"]), ("due+P1D：notify @du via inapp", ["du"])]
+    assert rules == [("due: notify assignee, manager", ["chen", "li", "wang", "zhou"]),
+                     ("due+P1D：notify @du via inapp", ["du"])]
 
 
 def test_working_days_from_a_friday_evening(wired: ProcessEngine, people, clock: Clock) -> None:
@@ -192,3 +193,87 @@ def test_the_syntax_reads_chinese_punctuation_durations_and_named_users() -> Non
     assert rules[0].fires_at(created, None) == created + timedelta(minutes=30)
     assert rules[1].fires_at(created, due) == due + timedelta(hours=1)
     assert parse_escalation("50%: notify manager")[0].fires_at(created, None) is None
+
+
+# done when: an incident whose response deadline passes escalates by itself ---------------------------------
+RESPOND_PROPS = '<spiffworkflow:property name="formJsonSchemaFilename" value="incident_respond.json" />'
+ESCALATE_PROPS = '<spiffworkflow:property name="formJsonSchemaFilename" value="escalation.json" />'
+
+
+@pytest.fixture
+def library(database_url, tmp_path, smtp_server: SmtpServer, webhook_server: WebhookServer):
+    """The process library, its incident process given deadlines and escalation rules as an owner would."""
+    import json
+
+    from tests.conftest import ROOT, make_settings
+    from tests.processes.conftest import START
+
+    clock = Clock(START)
+    engine = ProcessEngine(make_settings(database_url, tmp_path, forms_dir=ROOT / "forms"), clock=clock)
+    engine.migrate()
+    engine.identity.seed_roles(ROOT / "processes" / "roles.json")
+    sources = []
+    for path in sorted((ROOT / "processes").iterdir()):
+        if path.suffix not in (".bpmn", ".dmn"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        if path.name == "incident.bpmn":
+            assert text.count(RESPOND_PROPS) == 1 and text.count(ESCALATE_PROPS) >= 1
+            text = text.replace(RESPOND_PROPS, RESPOND_PROPS + (
+                '<spiffworkflow:property name="dueInFrom" value="response_within" />'
+                '<spiffworkflow:property name="escalation" value="50%: notify assignee; '
+                '100%: notify supervisor via inapp, email, webhook" />'))
+            start = text.index('<bpmn:userTask id="escalate_response"')
+            text = text[:start] + text[start:].replace(ESCALATE_PROPS, ESCALATE_PROPS + (
+                '<spiffworkflow:property name="escalation" value="0%: notify assignee via inapp, email; '
+                'due: notify manager, supervisor via inapp, email, webhook" />'), 1)
+        sources.append(SourceFile(path.name, text.encode()))
+    engine.repository.deploy(sources, "maqing")
+    for u in json.loads((ROOT / "processes" / "demo_users.json").read_text(encoding="utf-8")):
+        engine.identity.add_user(u["username"], u["roles"], u["display_name"])
+        engine.notify.set_email(u["username"], f"{u['username']}@firm.cn")
+    engine.notify.configure(smtp_host=smtp_server.host, smtp_port=smtp_server.port, webhook_url=webhook_server.url,
+                            webhook_format="dingtalk")
+    yield engine, clock
+    engine.close()
+
+
+def test_a_late_incident_response_escalates_by_itself_by_email_webhook_and_audit(
+        library, smtp_server: SmtpServer, webhook_server: WebhookServer) -> None:
+    from tests.processes.conftest import Flow
+    from tests.processes.test_incident import incident_report
+
+    engine, clock = library
+    flow = Flow(engine)
+    case = flow.start("incident", "zhangwei", {"title": "事件"})
+    flow.do(case, "report", "zhangwei", incident_report(impact="high", urgency="medium"))  # P2: respond in 30 min
+    respond = flow.task(case, "respond")
+    assert respond.due_at == clock.now + timedelta(minutes=30)
+
+    clock.advance(minutes=15)
+    engine.jobs.tick()  # 50%: the engineers on duty (the queue) are reminded
+    assert {m["To"] for m in smtp_server.messages} == {"lina@firm.cn", "wangqiang@firm.cn"}
+
+    clock.advance(minutes=15, seconds=1)  # the deadline passes: nobody has responded
+    report = engine.jobs.tick()
+    assert report.timers == [case]  # the BPMN boundary timer opened the manager's 督办 task
+    assert flow.open_names(case) == ["escalate_response", "respond"]
+    to = sorted(m["To"] for m in smtp_server.messages[2:])
+    assert to == ["liuyang@firm.cn", "zhuhong@firm.cn"]  # the manager's new task; the supervisor, late
+    assert [r["json"]["msgtype"] for r in webhook_server.requests] == ["markdown"]
+    assert "响应事件" in webhook_server.requests[0]["json"]["markdown"]["title"]
+    assert engine.notify.unread_count("zhuhong") == 1
+
+    clock.advance(minutes=30)  # the manager's 督办 task is itself due: manager and supervisor again
+    engine.jobs.tick()
+    assert len(webhook_server.requests) == 2
+    history = [(e.action, e.data.get("rule", "")) for e in engine.audit.events(case)
+               if e.action in ("timer.fired", "task.escalated")]
+    assert history == [
+        ("task.escalated", "50%: notify assignee"),
+        ("timer.fired", ""),
+        ("task.escalated", "100%: notify supervisor via inapp, email, webhook"),
+        ("task.escalated", "0%: notify assignee via inapp, email"),
+        ("task.escalated", "due: notify manager, supervisor via inapp, email, webhook"),
+    ]
+    assert engine.audit.verify().ok

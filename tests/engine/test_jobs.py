@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from engine import ProcessEngine
-from engine.models import AuditEvent, Job, ProcessInstance
+from engine.models import AuditEvent, Job, ProcessInstance, User
 from engine.ticker import JOB_ID, start_ticker, stop_ticker
 from tests.conftest import Clock, deploy_fixture, make_settings
 
@@ -194,6 +194,9 @@ def test_opsflow_tick_and_jobs_commands(engine: ProcessEngine, people, clock: Cl
     listed = run("jobs", "--state", "failed")
     assert f"{job.id}" in listed.stdout and "no handler for job kind 'broken'" in listed.stdout
     assert run("jobs", "--retry", str(job.id)).returncode == 0
+    assert run("user", "email", "wang", "wang@firm.cn").returncode == 0
+    with engine.ctx.db.transaction() as s:
+        assert s.scalars(select(User.email).where(User.username == "wang")).one() == "wang@firm.cn"
     assert job_row(engine, job.id).state == "pending"
     with engine.ctx.db.transaction() as s:
         assert s.scalars(select(AuditEvent.action).where(AuditEvent.action == "job.retried")).all() == ["job.retried"]
