@@ -24,7 +24,8 @@ SCOPES = ("all", "mine", "group")
 def nav_counts(actor: Actor) -> dict[str, int]:
     tasks = engine_of_app().tasks
     return {"mine": tasks.count(actor, "mine"), "group": tasks.count(actor, "group"),
-            "overdue": tasks.count(actor, "all", overdue=True)}
+            "overdue": tasks.count(actor, "all", overdue=True),
+            "unread": engine_of_app().notify.unread_count(actor.username)}
 
 
 def end_of_today() -> datetime:
