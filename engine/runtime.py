@@ -255,13 +255,7 @@ class RuntimeService:
                       started_by: str | None = None, limit: int = 50,
                       offset: int = 0) -> tuple[list[ProcessInstance], int]:
         """The cases the actor may read (the rule of show()), newest first, and how many there are."""
-        query = select(ProcessInstance)
-        if process_id:
-            query = query.where(ProcessInstance.process_id == process_id)
-        if status:
-            query = query.where(ProcessInstance.status == status)
-        if started_by:
-            query = query.where(ProcessInstance.started_by == started_by)
+        query = _case_query(process_id, status, started_by)
         if not actor.roles & PRIVILEGED_READERS:
             took_part = select(HumanTask.instance_id).where(or_(
                 HumanTask.assignee == actor.username, HumanTask.completed_by == actor.username,
@@ -294,14 +288,8 @@ class RuntimeService:
 
     def cases(self, process_id: str | None = None, status: str | None = None,
               started_by: str | None = None, limit: int = 50, offset: int = 0) -> list[ProcessInstance]:
+        query = _case_query(process_id, status, started_by).order_by(ProcessInstance.id.desc())
         with self.ctx.db.transaction() as s:
-            query = select(ProcessInstance).order_by(ProcessInstance.id.desc())
-            if process_id:
-                query = query.where(ProcessInstance.process_id == process_id)
-            if status:
-                query = query.where(ProcessInstance.status == status)
-            if started_by:
-                query = query.where(ProcessInstance.started_by == started_by)
             return list(s.scalars(query.offset(offset).limit(limit)))
 
 
@@ -315,6 +303,17 @@ def _check_read(actor: Actor, row: ProcessInstance, tasks: list[HumanTask]) -> N
     roles_open = {t.role for t in tasks if t.state == "open"}
     if not (can_read_case(actor, row.started_by, participants) or actor.roles & roles_open):
         raise Forbidden(f"{actor.username} takes no part in case {row.id}", rule="read")
+
+
+def _case_query(process_id: str | None, status: str | None, started_by: str | None) -> Any:
+    query = select(ProcessInstance)
+    if process_id:
+        query = query.where(ProcessInstance.process_id == process_id)
+    if status:
+        query = query.where(ProcessInstance.status == status)
+    if started_by:
+        query = query.where(ProcessInstance.started_by == started_by)
+    return query
 
 
 def case_data(workflow: Any) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from SpiffWorkflow.bpmn.specs.event_definitions import timer as spiff_timer
 
 from engine import ProcessEngine
 from engine.identity import Actor
@@ -27,16 +26,9 @@ START = datetime(2026, 11, 20, 18, 0, tzinfo=SHANGHAI)
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock(START)
-
-    class ClockDatetime(datetime):
-        @classmethod
-        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
-            return clock.now.astimezone(tz)
-
-    monkeypatch.setattr(spiff_timer, "datetime", ClockDatetime)
-    return clock
+def clock() -> Clock:
+    """A fixed start; SpiffWorkflow's timers follow the engine clock (engine/spiff/patches.py)."""
+    return Clock(START)
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from SpiffWorkflow.bpmn.specs.event_definitions import timer as spiff_timer
 
 from engine import ProcessEngine
 from engine.errors import LintFailed
@@ -108,17 +107,9 @@ def make_engine(database_url: str, tmp_path: Path, clock: Clock) -> ProcessEngin
 
 
 @pytest.fixture
-def api_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+def api_clock() -> Clock:
     """The engine's clock, which SpiffWorkflow's timers follow too (tests move time, never sleep)."""
-    clock = Clock(START)
-
-    class ClockDatetime(datetime):
-        @classmethod
-        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
-            return clock.now.astimezone(tz)
-
-    monkeypatch.setattr(spiff_timer, "datetime", ClockDatetime)
-    return clock
+    return Clock(START)
 
 
 @pytest.fixture

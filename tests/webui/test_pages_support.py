@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from flask.testing import FlaskClient
-from SpiffWorkflow.bpmn.specs.event_definitions import timer as spiff_timer
 
 from engine import ProcessEngine
 from tests.conftest import ROOT, Clock, make_settings
@@ -103,16 +102,9 @@ class Pages:
 
 
 @pytest.fixture
-def page_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock(START)
-
-    class ClockDatetime(datetime):
-        @classmethod
-        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
-            return clock.now.astimezone(tz)
-
-    monkeypatch.setattr(spiff_timer, "datetime", ClockDatetime)
-    return clock
+def page_clock() -> Clock:
+    """A fixed start; SpiffWorkflow's timers follow the engine clock (engine/spiff/patches.py)."""
+    return Clock(START)
 
 
 @pytest.fixture
