@@ -11,6 +11,7 @@ from flask_babel import gettext as _
 
 from engine.reports import Dashboard
 from webui import engine_of_app
+from webui.pages import local_time
 from webui.pages.auth import login_required
 
 bp = Blueprint("dashboard", __name__)
@@ -28,7 +29,7 @@ def tables(report: Dashboard) -> dict[str, tuple[list[str], list[tuple[Any, ...]
         "weekly": ([_("Week starting"), _("Started"), _("Completed")], report.weekly),
         "change_outcomes": ([_("Change outcome"), _("Cases")], sorted(report.change_outcomes.items())),
         "overdue_tasks": ([_("Task"), _("Case"), _("Role"), _("Assignee"), _("Due")],
-                          [(t.name, t.instance_id, t.role, t.assignee or "", t.due_at.isoformat() if t.due_at else "")
+                          [(t.name, t.instance_id, t.role, t.assignee or "", local_time(t.due_at))
                            for t in report.overdue_tasks]),
     }
 
