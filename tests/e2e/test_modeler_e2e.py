@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.e2e.test_inbox_e2e import login
 
 pytestmark = pytest.mark.e2e
 
@@ -26,14 +27,6 @@ ADD_TASK = """() => {
   modeling.connect(shape, end);
   return shape.id;
 }"""
-
-
-def login(page, base: str, username: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "opsflow")
-    page.click("button[type=submit]")
-    page.wait_for_selector("nav.mainnav")
 
 
 def open_modeler(page, base: str) -> None:

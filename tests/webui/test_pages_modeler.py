@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from engine import ProcessEngine
-from tests.conftest import ROOT, Clock, make_settings
-from tests.webui.test_pages_support import DEMO_USERS, Pages, change_library, page_clock, pages  # noqa: F401
+from tests.conftest import ROOT, Clock
+from tests.webui.test_pages_support import Pages, library_engine, page_clock, pages  # noqa: F401
 
 CHANGE = (ROOT / "processes" / "change.bpmn").read_text(encoding="utf-8")
 RISK = (ROOT / "processes" / "change_risk.dmn").read_text(encoding="utf-8")
@@ -26,13 +26,7 @@ def page_engine(database_url: str, tmp_path: Path, page_clock: Clock) -> Iterato
     """As the other page tests, but with a private copy of forms/ (the form editor writes to it)."""
     forms = tmp_path / "forms"
     shutil.copytree(ROOT / "forms", forms)
-    eng = ProcessEngine(make_settings(database_url, tmp_path, forms_dir=forms,
-                                      processes_dir=change_library(tmp_path)), clock=page_clock)
-    eng.migrate()
-    eng.identity.seed_roles(ROOT / "processes" / "roles.json")
-    eng.repository.deploy_directory()
-    for u in DEMO_USERS:
-        eng.identity.add_user(u["username"], u["roles"], u["display_name"])
+    eng = library_engine(database_url, tmp_path, page_clock, forms_dir=forms)
     yield eng
     eng.close()
 

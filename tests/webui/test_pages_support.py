@@ -107,15 +107,21 @@ def page_clock() -> Clock:
     return Clock(START)
 
 
-@pytest.fixture
-def page_engine(database_url: str, tmp_path: Path, page_clock: Clock) -> Iterator[ProcessEngine]:
-    eng = ProcessEngine(make_settings(database_url, tmp_path, forms_dir=ROOT / "forms",
-                                      processes_dir=change_library(tmp_path)), clock=page_clock)
+def library_engine(database_url: str, tmp_path: Path, clock: Clock, forms_dir: Path = ROOT / "forms") -> ProcessEngine:
+    """A migrated engine with the change library deployed and the demo users."""
+    eng = ProcessEngine(make_settings(database_url, tmp_path, forms_dir=forms_dir,
+                                      processes_dir=change_library(tmp_path)), clock=clock)
     eng.migrate()
     eng.identity.seed_roles(ROOT / "processes" / "roles.json")
     eng.repository.deploy_directory()
     for u in DEMO_USERS:
         eng.identity.add_user(u["username"], u["roles"], u["display_name"])
+    return eng
+
+
+@pytest.fixture
+def page_engine(database_url: str, tmp_path: Path, page_clock: Clock) -> Iterator[ProcessEngine]:
+    eng = library_engine(database_url, tmp_path, page_clock)
     yield eng
     eng.close()
 
