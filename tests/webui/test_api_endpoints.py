@@ -201,3 +201,13 @@ def test_openapi_document_and_page_describe_every_endpoint(api: Api, app) -> Non
     assert "<script" not in page.text and "http" not in page.text.split("</style>")[0]
     for method, path in operations:
         assert f"{method}</span> <code>/api/v1{path}</code>" in page.text
+
+
+
+def test_nul_characters_are_refused_with_422_not_a_server_error(api: Api) -> None:
+    headers = {"Authorization": f"Bearer {api.engine.identity.create_token('zhangwei')}"}
+    response = api.client.post("/api/v1/messages", json={"name": "a\x00b", "correlation": {}, "payload": {}},
+                               headers=headers)
+    assert error(response, 422, "validation_failed")["details"] == [
+        {"field": "name", "message": "contains a NUL character"}]
+    assert api.client.get("/api/v1/tasks/x%00y", headers=headers).status_code == 404

@@ -95,6 +95,8 @@ def endpoint(method: str, path: str, *, access: str = TOKEN, rule: str, summary:
             if access != PUBLIC:
                 g.api_actor = _authenticate()
             kwargs = dict(path_values)
+            if any("\x00" in str(v) for v in kwargs.values()):
+                raise ApiError(404, "not_found", "no such resource (the path holds a NUL character)")
             if load_query is not None:
                 kwargs["query"] = _load(load_query, request.args.to_dict(flat=True))
             if load_body is not None:
@@ -134,7 +136,23 @@ def _json_body() -> Any:
     return payload
 
 
+def _nul_fields(data: Any, prefix: str = "") -> list[str]:
+    """Fields holding a NUL character, which no text column can store (PostgreSQL refuses it)."""
+    if isinstance(data, str):
+        return [prefix or "(body)"] if "\x00" in data else []
+    if isinstance(data, dict):
+        return [f for k, v in data.items() for f in _nul_fields(v, f"{prefix}.{k}" if prefix else str(k))
+                + ([f"{prefix}.{k}" if prefix else str(k)] if "\x00" in str(k) else [])]
+    if isinstance(data, list):
+        return [f for i, v in enumerate(data) for f in _nul_fields(v, f"{prefix}[{i}]")]
+    return []
+
+
 def _load(schema: Schema, data: Any) -> Any:
+    bad = _nul_fields(data)
+    if bad:
+        errors = [{"field": f, "message": "contains a NUL character"} for f in bad]
+        raise ApiError(422, "validation_failed", f"{len(errors)} field error(s)", errors)
     try:
         return schema.load(data)
     except ValidationError as exc:
