@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from SpiffWorkflow.bpmn import BpmnEvent
+from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import and_, func, or_, select
 
@@ -63,8 +63,6 @@ class RuntimeService:
         if check_role and definition.start_role and not actor.has_role(definition.start_role):
             raise Forbidden(f"{actor.username} does not hold the role {definition.start_role!r} "
                             f"needed to start {process_id!r}", rule="role")
-        from SpiffWorkflow.bpmn import BpmnWorkflow
-
         workflow = BpmnWorkflow(definition.spec, definition.subprocess_specs,
                                 script_engine=self.ctx.script_engine)
         workflow.task_tree.data.update(data)
