@@ -5,21 +5,21 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.db import Sql, run
 from engine.definitions import STARTER, UserTaskRules
 from engine.errors import FieldError, Forbidden, ValidationFailed
 from engine.identity import Actor, IdentityService
 from engine.models import HumanTask
 
 PRIVILEGED_READERS = frozenset({"supervisor", "compliance", "admin"})
+_PERFORMERS = Sql("SELECT bpmn_id, completed_by FROM human_task WHERE instance_id = :id AND state = 'completed'")
 
 
 def performers(s: Session, instance_id: int) -> dict[str, set[str]]:
     """bpmn id -> everyone who completed that task in this case (rework rounds included)."""
-    rows = s.execute(select(HumanTask.bpmn_id, HumanTask.completed_by)
-                     .where(HumanTask.instance_id == instance_id, HumanTask.state == "completed"))
+    rows = run(s, _PERFORMERS, {"id": instance_id})
     done: dict[str, set[str]] = defaultdict(set)
     for bpmn_id, user in rows:
         if user:

@@ -8,13 +8,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.context import EngineContext
+from engine.db import Sql
 from engine.models import AuditEvent, AuditHead
 
 GENESIS = "0" * 64
+_HEAD = Sql("SELECT last_id, last_hash FROM audit_head WHERE id = 1", lock="FOR UPDATE")
+_HEAD_CREATE = Sql("INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, 0, :hash)")
+_APPEND = Sql("INSERT INTO audit_event (id, at, actor, action, instance_id, task_id, data, prev_hash, hash) "
+              "VALUES (:id, :at, :actor, :action, :instance_id, :task_id, :data, :prev_hash, :hash)")
+_HEAD_MOVE = Sql("UPDATE audit_head SET last_id = :id, last_hash = :hash WHERE id = 1")
 
 
 def _digest(prev_hash: str, event_id: int, at: datetime, actor: str, action: str,
@@ -40,12 +46,12 @@ class AuditService:
                task_id: str | None = None, data: dict[str, Any] | None = None) -> AuditEvent:
         """Append within the caller's transaction; the head row lock serialises appends.
 
-        Plain statements rather than the unit of work: this runs on every action.
+        Driver-level statements (engine/db.py `Sql`): this runs on every action.
         """
-        head = session.execute(select(AuditHead.last_id, AuditHead.last_hash).where(AuditHead.id == 1)
-                               .with_for_update()).first()
+        db = self.ctx.db
+        head = db.run(session, _HEAD).first()
         if head is None:
-            session.execute(insert(AuditHead).values(id=1, last_id=0, last_hash=GENESIS))
+            db.run(session, _HEAD_CREATE, {"hash": GENESIS})
             last_id, prev = 0, GENESIS
         else:
             last_id, prev = head
@@ -55,8 +61,8 @@ class AuditService:
         digest = _digest(prev, event_id, at, actor, action, instance_id, task_id, payload)
         values = {"id": event_id, "at": at, "actor": actor, "action": action, "instance_id": instance_id,
                   "task_id": task_id, "data": payload, "prev_hash": prev, "hash": digest}
-        session.execute(insert(AuditEvent).values(**values))
-        session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_id=event_id, last_hash=digest))
+        db.run(session, _APPEND, {**values, "at": db.time_in(at), "data": db.json_in(payload)})
+        db.run(session, _HEAD_MOVE, {"id": event_id, "hash": digest})
         return AuditEvent(**values)
 
     def events(self, instance_id: int | None = None, limit: int = 1000, offset: int = 0) -> list[AuditEvent]:

@@ -23,13 +23,16 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     TimerEventDefinition,
 )
 from SpiffWorkflow.bpmn.specs.mixins.none_task import NoneTask
+from SpiffWorkflow.exceptions import TaskNotFoundException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from engine.assignment import named_assignee, performers, sod_violation
 from engine.context import EngineContext
+from engine.db import Sql
 from engine.deadlines import due_at, priority_of
 from engine.errors import Conflict, NotFound, OpsFlowError, ProcessError
 from engine.identity import IdentityService
@@ -43,6 +46,23 @@ class OpenCase:
     row: ProcessInstance
     definition: LoadedDefinition
     workflow: BpmnWorkflow
+    # Ids of the user tasks that were open when the case was loaded (the inbox rows, by the save
+    # invariant); None when unknown, and the save reads them from the database instead.
+    open_before: set[str] | None = None
+
+
+# The save's statements (engine/db.py `Sql`): one UPDATE of the case, revision-checked, and the
+# inbox rows that changed, written in one statement each.
+_SAVE_CASE = Sql("UPDATE process_instance SET state = :state, revision = :revision, status = :status, "
+                 "ended_at = :ended_at, next_timer_due = :next_timer_due WHERE id = :id AND revision = :seen")
+_STATE = Sql("SELECT state FROM process_instance WHERE id = :id")
+_OPEN_TASK_IDS = Sql("SELECT id FROM human_task WHERE instance_id = :id AND state = 'open'")
+_WITHDRAW = Sql("UPDATE human_task SET state = 'cancelled' WHERE id = :id AND state = 'open'")
+_WITHDRAW_ALL = Sql("UPDATE human_task SET state = 'cancelled' WHERE instance_id = :id AND state = 'open'")
+_ADD_TASK = Sql("INSERT INTO human_task (id, instance_id, process_id, bpmn_id, name, role, assignee, state, "
+                "form_key, priority, created_at, due_at, claimed_at) VALUES (:id, :instance_id, :process_id, "
+                ":bpmn_id, :name, :role, :assignee, 'open', :form_key, :priority, :created_at, :due_at, "
+                ":claimed_at)")
 
 
 class WorkflowCache:
@@ -95,11 +115,15 @@ class CaseStore:
         """Lock and load a case; the workflow goes back to the cache only after a clean commit."""
         row = row if row is not None else self.lock(s, instance_id)
         definition = self.repository.load(row.definition_id)
-        workflow = self.cache.take(row.id, row.revision) or self.ctx.codec.load_state(
-            row.state, definition.spec, definition.subprocess_specs, self.ctx.script_engine)
-        case = OpenCase(row, definition, workflow)
+        workflow = self.cache.take(row.id, row.revision)
+        if workflow is None:
+            state = self.ctx.db.run(s, _STATE, {"id": row.id}).scalar_one()
+            workflow = self.ctx.codec.load_state(state, definition.spec, definition.subprocess_specs,
+                                                 self.ctx.script_engine)
+        case = OpenCase(row, definition, workflow, self.open_task_ids(workflow, definition))
         yield case
-        s.flush()
+        if s.dirty:
+            s.flush()
         revision = case.row.revision
         s.info.setdefault("after_commit", []).append(lambda: self.cache.put(row.id, revision, workflow))
 
@@ -146,50 +170,68 @@ class CaseStore:
             self.ctx.current_case.reset(token)
 
     # save ---------------------------------------------------------------------------------------
-    def save(self, s: Session, case: OpenCase) -> list[HumanTask]:
-        """Write state, inbox rows, subscriptions and the next timer; returns the new inbox rows."""
-        case_id = case.row.id
-        try:
-            return self._save(s, case)
-        except StaleDataError:
-            raise Conflict(f"case {case_id} was changed by someone else; reload and try again") from None
+    @staticmethod
+    def open_task_ids(workflow: BpmnWorkflow, definition: LoadedDefinition) -> set[str]:
+        return {str(t.id) for t in workflow.get_tasks(state=TaskState.READY, manual=True)
+                if t.task_spec.bpmn_id in definition.rules}
 
-    def _save(self, s: Session, case: OpenCase) -> list[HumanTask]:
-        row, wf = case.row, case.workflow
+    def save(self, s: Session, case: OpenCase) -> list[HumanTask]:
+        """Write state, inbox rows, subscriptions and the next timer; returns the new inbox rows.
+
+        The case row is written once, checked against the revision it was read at: a stale one is a
+        Conflict. The ORM row object is told what was written, so a later flush does not repeat it.
+        """
+        row, wf, db = case.row, case.workflow, self.ctx.db
+        if s.new or s.dirty:
+            try:
+                s.flush()  # changes made through the ORM land first (and bump the revision they saw)
+            except StaleDataError:
+                raise Conflict(f"case {row.id} was changed by someone else; reload and try again") from None
         now = self.ctx.now()
-        created = self._sync_inbox(s, case, now)
-        if wf.completed and row.status == "running":
-            row.status, row.ended_at = "completed", now
-            with s.no_autoflush:  # the case row is written once, below
-                s.execute(update(HumanTask).where(HumanTask.instance_id == row.id, HumanTask.state == "open")
-                          .values(state="cancelled").execution_options(synchronize_session=False))
-        row.next_timer_due = next_timer_due(wf)
-        row.state = self.ctx.codec.dump_state(wf)
-        s.flush()
-        s.add_all(created)
+        ready = {str(t.id): t for t in wf.get_tasks(state=TaskState.READY, manual=True)
+                 if t.task_spec.bpmn_id in case.definition.rules}
+        before = case.open_before
+        if before is None:
+            before = {task_id for (task_id,) in db.run(s, _OPEN_TASK_IDS, {"id": row.id})}
+        created = self._new_tasks(s, case, [t for task_id, t in ready.items() if task_id not in before], now)
+        status, ended_at = row.status, row.ended_at
+        if wf.completed and status == "running":
+            status, ended_at = "completed", now
+        if status != "running":
+            db.run(s, _WITHDRAW_ALL, {"id": row.id})
+        else:
+            withdrawn = [{"id": task_id} for task_id in before if task_id not in ready]
+            if withdrawn:  # withdrawn by the process (boundary event, cancel, veto) or completed by it
+                db.run(s, _WITHDRAW, withdrawn)
+        due = next_timer_due(wf)
+        revision = row.revision + 1
+        result = db.run(s, _SAVE_CASE, {
+            "state": self.ctx.codec.dump_state(wf), "revision": revision, "status": status,
+            "ended_at": db.time_in(ended_at), "next_timer_due": db.time_in(due), "id": row.id,
+            "seen": row.revision})
+        if result.rowcount != 1:
+            raise Conflict(f"case {row.id} was changed by someone else; reload and try again")
+        for key, value in (("revision", revision), ("status", status), ("ended_at", ended_at),
+                           ("next_timer_due", due)):
+            set_committed_value(row, key, value)
+        if created:
+            db.run(s, _ADD_TASK, [{c: getattr(t, c) for c in _TASK_COLUMNS} | {
+                "created_at": db.time_in(t.created_at), "due_at": db.time_in(t.due_at),
+                "claimed_at": db.time_in(t.claimed_at)} for t in created])
+        case.open_before = set(ready)
         self._sync_subscriptions(s, row.id, wf)
         if created:
-            s.flush()
             for listener in self.on_tasks_created:
                 listener(s, case, created)
         return created
 
-    def _sync_inbox(self, s: Session, case: OpenCase, now: datetime) -> list[HumanTask]:
-        row, wf, definition = case.row, case.workflow, case.definition
-        ready = {str(t.id): t for t in wf.get_tasks(state=TaskState.READY, manual=True)
-                 if t.task_spec.bpmn_id in definition.rules}
-        open_rows = {
-            t.id: t for t in s.scalars(select(HumanTask).where(HumanTask.instance_id == row.id,
-                                                                HumanTask.state == "open"))}
-        for task_id, task_row in open_rows.items():
-            if task_id not in ready:
-                task_row.state = "cancelled"  # withdrawn by the process (boundary event, cancel, veto)
+    def _new_tasks(self, s: Session, case: OpenCase, ready: list[Any], now: datetime) -> list[HumanTask]:
+        """Inbox rows for tasks that became ready: role from the lane, the named assignee unless barred."""
+        row, definition = case.row, case.definition
         created = []
         done = None
         names = {k: v.name for k, v in definition.rules.items()}
-        for task_id, task in ready.items():
-            if task_id in open_rows:
-                continue
+        for task in ready:
             rules = definition.rules[task.task_spec.bpmn_id]
             role = self.identity.resolve_role(rules.lane) or (rules.lane or "")
             assignee = named_assignee(self.identity, rules, role, task.data, row.started_by)
@@ -199,7 +241,7 @@ class CaseStore:
                 if sod_violation(rules, assignee, done, row.started_by, names):
                     assignee = None  # the named person is barred: the role's queue takes it
             created.append(HumanTask(
-                id=task_id, instance_id=row.id, process_id=definition.process_id, bpmn_id=rules.bpmn_id,
+                id=str(task.id), instance_id=row.id, process_id=definition.process_id, bpmn_id=rules.bpmn_id,
                 name=rules.name, role=role, assignee=assignee, state="open", form_key=rules.form,
                 priority=priority_of(rules, task.data), created_at=now, due_at=self._due_at(rules, task.data, now),
                 claimed_at=now if assignee else None))
@@ -225,6 +267,9 @@ class CaseStore:
 
 
 _MESSAGE_EVENTS: dict[int, bool] = {}
+
+
+_TASK_COLUMNS = ("id", "instance_id", "process_id", "bpmn_id", "name", "role", "assignee", "form_key", "priority")
 
 
 def _has_message_events(spec: Any) -> bool:
@@ -262,7 +307,7 @@ def next_timer_due(wf: BpmnWorkflow) -> datetime | None:
 def task_of(wf: BpmnWorkflow, task_id: str) -> Any:
     try:
         return wf.get_task_from_id(UUID(task_id))
-    except (ValueError, KeyError):
+    except (ValueError, KeyError, TaskNotFoundException):  # pruned history, or never this case's
         return None
 
 

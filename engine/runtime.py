@@ -15,10 +15,16 @@ from engine.assignment import PRIVILEGED_READERS, can_read_case
 from engine.audit import AuditService
 from engine.casestore import CaseStore, OpenCase, next_timer_due
 from engine.context import EngineContext
+from engine.db import Sql
 from engine.errors import BadRequest, Conflict, Forbidden, NotFound
 from engine.identity import Actor, IdentityService
 from engine.models import AuditEvent, CaseLink, HumanTask, MessageSubscription, ProcessInstance
 from engine.repository import RepositoryService
+
+_NEW_CASE_COLUMNS = ("definition_id", "process_id", "business_key", "title", "status", "started_by", "started_at",
+                     "state", "revision")
+_NEW_CASE = Sql(f"INSERT INTO process_instance ({', '.join(_NEW_CASE_COLUMNS)}) "
+                f"VALUES ({', '.join(':' + c for c in _NEW_CASE_COLUMNS)}) RETURNING id")
 
 
 @dataclass
@@ -75,11 +81,13 @@ class RuntimeService:
         row = ProcessInstance(definition_id=definition.id, process_id=process_id, business_key=business_key,
                               title=title[:512], status="running", started_by=actor.username,
                               started_at=now, state="", revision=1)
-        with self.ctx.db.transaction() as s:
-            s.add(row)
-            s.flush()  # the case id exists before any step runs, for services that link to it
+        db = self.ctx.db
+        with db.transaction() as s:
+            # The case id exists before any step runs, for services that link to it.
+            row.id = db.run(s, _NEW_CASE, {c: getattr(row, c) for c in _NEW_CASE_COLUMNS}
+                            | {"started_at": db.time_in(now)}).scalar_one()
             self.store.run_engine(workflow, row.id, actor.username)
-            case = OpenCase(row, definition, workflow)
+            case = OpenCase(row, definition, workflow, open_before=set())
             self.store.save(s, case)
             self.audit.record(s, actor.username, "case.started", instance_id=row.id,
                               data={"process_id": process_id, "version": definition.version,

@@ -19,12 +19,25 @@ from engine.assignment import check_may_act, distinct_users_errors, performers
 from engine.audit import AuditService
 from engine.casestore import CaseStore, task_of
 from engine.context import EngineContext
+from engine.db import Sql
 from engine.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
 from engine.forms import field_errors
 from engine.identity import Actor, IdentityService
 from engine.models import HumanTask, ProcessInstance
 from engine.repository import RepositoryService
 from engine.substitutes import holders_for
+
+# The task and its case, read under the case's lock (engine/db.py `Sql`; column order as listed).
+_TASK_FIELDS = ("instance_id", "process_id", "bpmn_id", "name", "role", "assignee", "state", "form_key",
+                "priority", "created_at", "due_at", "claimed_at", "completed_by")
+_CASE_FIELDS = ("id", "definition_id", "process_id", "title", "status", "started_by", "revision")
+_LOCK_TASK = Sql(f"SELECT {', '.join('t.' + f for f in _TASK_FIELDS)}, {', '.join('c.' + f for f in _CASE_FIELDS)} "
+                 "FROM human_task t JOIN process_instance c ON c.id = t.instance_id WHERE t.id = :id",
+                 lock="FOR UPDATE OF c")
+_OPEN_AS_READ = "WHERE id = :id AND state = 'open' AND COALESCE(assignee, '') = :seen"
+_SET_ASSIGNEE = Sql(f"UPDATE human_task SET assignee = :assignee, claimed_at = :claimed_at {_OPEN_AS_READ}")
+_COMPLETE = Sql("UPDATE human_task SET state = 'completed', assignee = :assignee, claimed_at = :claimed_at, "
+                f"completed_at = :completed_at, completed_by = :completed_by, acting_for = :acting_for {_OPEN_AS_READ}")
 
 MANAGER_ROLES = frozenset({"ops_manager", "supervisor", "it_head"})
 # Inbox orders by name (the web inbox's sort choices); the first is the default.
@@ -144,7 +157,7 @@ class TaskService:
             if task.assignee:
                 raise Conflict(f"task {task_id} is already claimed by {task.assignee}")
             self._check(s, actor, task, case, claiming=True)
-            task.assignee, task.claimed_at = actor.username, self.ctx.now()
+            self._set_assignee(s, task, actor.username, self.ctx.now())
             self.audit.record(s, actor.username, "task.claimed", instance_id=task.instance_id, task_id=task.id)
             return task
 
@@ -156,7 +169,8 @@ class TaskService:
             if task.assignee != actor.username and not actor.roles & MANAGER_ROLES:
                 raise Forbidden(f"task {task_id} is claimed by {task.assignee}; only they or a manager "
                                 f"may release it", rule="assignee")
-            previous, task.assignee, task.claimed_at = task.assignee, None, None
+            previous = task.assignee
+            self._set_assignee(s, task, None, None)
             self.audit.record(s, actor.username, "task.unclaimed", instance_id=task.instance_id,
                               task_id=task.id, data={"previous": previous})
             return task
@@ -176,7 +190,8 @@ class TaskService:
             previous = task.assignee
             task.assignee = None  # judge the target as if the task were in the queue
             self._check(s, target, task, case)
-            task.assignee, task.claimed_at = username, self.ctx.now()
+            task.assignee = previous
+            self._set_assignee(s, task, username, self.ctx.now())
             self.audit.record(s, actor.username, "task.assigned", instance_id=task.instance_id,
                               task_id=task.id, data={"assignee": username, "previous": previous})
             return task
@@ -206,10 +221,7 @@ class TaskService:
                 with self.store.clock():  # a timer after this task is due from the engine's clock
                     spiff_task.run()
                 now = self.ctx.now()
-                task.state, task.completed_at, task.completed_by = "completed", now, actor.username
-                task.acting_for = acting_for
-                if task.assignee is None:
-                    task.assignee, task.claimed_at = actor.username, now
+                self._mark_completed(s, task, actor.username, acting_for, now)
                 self.store.run_engine(case.workflow, case_row.id, actor.username)
                 created = self.store.save(s, case)
                 self.audit.record(s, actor.username, "task.completed", instance_id=case_row.id,
@@ -225,16 +237,44 @@ class TaskService:
         return task
 
     def _lock_open(self, s: Session, task_id: str) -> tuple[HumanTask, ProcessInstance]:
-        """Lock the task's case first (all writers do), then read the task's current state."""
-        case = s.scalars(select(ProcessInstance).join(HumanTask, HumanTask.instance_id == ProcessInstance.id)
-                         .where(HumanTask.id == task_id).with_for_update(of=ProcessInstance)).first()
-        if case is None:
+        """Lock the task's case (all writers do) and read the task with it, in one statement.
+
+        On PostgreSQL a wait for the lock can leave the task's columns as they were before the
+        other writer committed; every write below is therefore guarded by what was read here.
+        """
+        found = self.ctx.db.run(s, _LOCK_TASK, {"id": task_id}).first()
+        if found is None:
             raise NotFound(f"unknown task {task_id}")
-        task = self._task(s, task_id)  # read after the lock: its state is current
+        time_out = self.ctx.db.time_out
+        task = HumanTask(id=task_id, **dict(zip(_TASK_FIELDS, found[:len(_TASK_FIELDS)], strict=True)))
+        for key in ("created_at", "due_at", "claimed_at"):
+            setattr(task, key, time_out(getattr(task, key)))
+        case = ProcessInstance(**dict(zip(_CASE_FIELDS, found[len(_TASK_FIELDS):], strict=True)))
         if task.state != "open":
             who = f" by {task.completed_by}" if task.completed_by else ""
             raise Conflict(f"task {task_id} is already {task.state}{who}")
         return task, case
+
+    def _guarded(self, s: Session, sql: Sql, task: HumanTask, values: dict[str, Any]) -> None:
+        """Write the task only if it is still open with the assignee it was read with."""
+        params = {**values, "id": task.id, "seen": task.assignee or ""}
+        if self.ctx.db.run(s, sql, params).rowcount != 1:
+            raise Conflict(f"task {task.id} was changed by someone else meanwhile; reload and try again")
+
+    def _set_assignee(self, s: Session, task: HumanTask, username: str | None, at: datetime | None) -> None:
+        self._guarded(s, _SET_ASSIGNEE, task, {"assignee": username, "claimed_at": self.ctx.db.time_in(at)})
+        task.assignee, task.claimed_at = username, at
+
+    def _mark_completed(self, s: Session, task: HumanTask, username: str, acting_for: str | None,
+                        now: datetime) -> None:
+        """Completed by `username`; an unclaimed task counts as claimed by them at the same moment."""
+        assignee, claimed_at = (task.assignee, task.claimed_at) if task.assignee else (username, now)
+        time_in = self.ctx.db.time_in
+        self._guarded(s, _COMPLETE, task, {"assignee": assignee, "claimed_at": time_in(claimed_at),
+                                           "completed_at": time_in(now), "completed_by": username,
+                                           "acting_for": acting_for})
+        task.state, task.completed_at, task.completed_by, task.acting_for = "completed", now, username, acting_for
+        task.assignee, task.claimed_at = assignee, claimed_at
 
     def _check(self, s: Session, actor: Actor, task: HumanTask, case: ProcessInstance,
                claiming: bool = False) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine import ProcessEngine
+from engine.casestore import OpenCase
 from engine.errors import Conflict, Forbidden, NotFound, ProcessError
 from engine.models import ProcessInstance
 from tests.conftest import deploy_fixture
@@ -125,9 +126,7 @@ def test_stale_revision_is_a_conflict_never_a_lost_update(engine: ProcessEngine,
         with engine.ctx.db.transaction() as s:
             row = s.get(ProcessInstance, case.id)
             workflow = engine.store.read(s, row)
-            stale = type("Open", (), {})()
-            stale.row, stale.workflow = row, workflow
-            stale.definition = engine.repository.load(row.definition_id)
+            stale = OpenCase(row, engine.repository.load(row.definition_id), workflow)
             # someone else saves in between (same transaction here, so no lock waits)
             s.execute(update(ProcessInstance).where(ProcessInstance.id == case.id)
                       .values(revision=ProcessInstance.revision + 1).execution_options(synchronize_session=False))
