@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.context import EngineContext
+from engine.db import Sql
 from engine.errors import BadRequest, Conflict, NotFound
 from engine.models import ApiToken, Role, User, UserRole
 
@@ -154,14 +155,16 @@ class IdentityService:
         return token
 
     def actor_for_token(self, token: str) -> Actor | None:
+        """Every API call starts here: one statement (engine/db.py `Sql`) for the token, user and roles."""
         with self.ctx.db.transaction() as s:
-            row = s.scalars(select(ApiToken).where(ApiToken.token_hash == _token_hash(token))).first()
-            if row is None or row.revoked_at is not None:
-                return None
-            if row.expires_at is not None and row.expires_at <= self.ctx.now():
-                return None
-            user = s.get(User, row.user_id)
-            return self._actor(user) if user and user.active else None
+            rows = self.ctx.db.run(s, _TOKEN_ACTOR, {"hash": _token_hash(token), "active": True}).all()
+        if not rows:
+            return None
+        username, display_name, revoked_at, expires_at, _role = rows[0]
+        expires = self.ctx.db.time_out(expires_at)
+        if revoked_at is not None or (expires is not None and expires <= self.ctx.now()):
+            return None
+        return Actor(username, display_name, frozenset(r[4] for r in rows if r[4] is not None))
 
     def revoke_token(self, token: str) -> bool:
         with self.ctx.db.transaction() as s:
@@ -193,6 +196,12 @@ class IdentityService:
     @staticmethod
     def _actor(user: User) -> Actor:
         return Actor(user.username, user.display_name, frozenset(user.role_keys))
+
+
+_TOKEN_ACTOR = Sql(
+    "SELECT u.username, u.display_name, t.revoked_at, t.expires_at, r.role_key FROM api_token t "
+    "JOIN app_user u ON u.id = t.user_id AND u.active = :active LEFT JOIN user_role r ON r.user_id = u.id "
+    "WHERE t.token_hash = :hash")
 
 
 def _token_hash(token: str) -> str:
