@@ -43,8 +43,9 @@ class AuditService:
         self.ctx = ctx
 
     def record(self, session: Session, actor: str, action: str, *, instance_id: int | None = None,
-               task_id: str | None = None, data: dict[str, Any] | None = None) -> AuditEvent:
-        """Append within the caller's transaction; the head row lock serialises appends.
+               task_id: str | None = None, data: dict[str, Any] | None = None) -> int:
+        """Append within the caller's transaction and return the event's id; the head row lock
+        serialises appends.
 
         Driver-level statements (engine/db.py `Sql`): this runs on every action.
         """
@@ -59,11 +60,11 @@ class AuditService:
         payload = self.ctx.codec.to_plain(data or {})
         event_id = last_id + 1
         digest = _digest(prev, event_id, at, actor, action, instance_id, task_id, payload)
-        values = {"id": event_id, "at": at, "actor": actor, "action": action, "instance_id": instance_id,
-                  "task_id": task_id, "data": payload, "prev_hash": prev, "hash": digest}
-        db.run(session, _APPEND, {**values, "at": db.time_in(at), "data": db.json_in(payload)})
+        db.run(session, _APPEND, {"id": event_id, "at": db.time_in(at), "actor": actor, "action": action,
+                                  "instance_id": instance_id, "task_id": task_id, "data": db.json_in(payload),
+                                  "prev_hash": prev, "hash": digest})
         db.run(session, _HEAD_MOVE, {"id": event_id, "hash": digest})
-        return AuditEvent(**values)
+        return event_id
 
     def events(self, instance_id: int | None = None, limit: int = 1000, offset: int = 0) -> list[AuditEvent]:
         with self.ctx.db.transaction() as s:

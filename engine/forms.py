@@ -45,9 +45,24 @@ def _validator(schema_text: str) -> Draft202012Validator:
     return Draft202012Validator(json.loads(schema_text), format_checker=_FORMATS)
 
 
+# Deployed forms are frozen objects: their validator is found by identity before hashing the text.
+_BY_IDENTITY: dict[int, tuple[dict[str, Any], Draft202012Validator]] = {}
+
+
+def _validator_for(schema: dict[str, Any]) -> Draft202012Validator:
+    known = _BY_IDENTITY.get(id(schema))
+    if known is not None and known[0] is schema:
+        return known[1]
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    if len(_BY_IDENTITY) > 2048:
+        _BY_IDENTITY.clear()
+    _BY_IDENTITY[id(schema)] = (schema, validator)
+    return validator
+
+
 def field_errors(schema: dict[str, Any], data: Any) -> list[FieldError]:
     """Every error, each named by its field path (`systems[0].name`), required fields included."""
-    validator = _validator(json.dumps(schema, sort_keys=True))
+    validator = _validator_for(schema)
     errors = []
     reported: set[str] = set()
     for err in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):

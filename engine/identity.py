@@ -122,9 +122,12 @@ class IdentityService:
             return self._actor(self._user(s, username))
 
     def find(self, username: str) -> Actor | None:
+        """An active user, or None. One statement: cases name users in forms on every step."""
         with self.ctx.db.transaction() as s:
-            user = s.scalars(select(User).where(User.username == username, User.active.is_(True))).first()
-            return self._actor(user) if user else None
+            rows = self.ctx.db.run(s, _ACTIVE_USER, {"username": username, "active": True}).all()
+        if not rows:
+            return None
+        return Actor(rows[0][0], rows[0][1], frozenset(r[2] for r in rows if r[2] is not None))
 
     def users(self, role: str | None = None) -> list[Actor]:
         with self.ctx.db.transaction() as s:
@@ -156,7 +159,7 @@ class IdentityService:
 
     def actor_for_token(self, token: str) -> Actor | None:
         """Every API call starts here: one statement (engine/db.py `Sql`) for the token, user and roles."""
-        with self.ctx.db.transaction() as s:
+        with self.ctx.db.read() as s:
             rows = self.ctx.db.run(s, _TOKEN_ACTOR, {"hash": _token_hash(token), "active": True}).all()
         if not rows:
             return None
@@ -198,6 +201,8 @@ class IdentityService:
         return Actor(user.username, user.display_name, frozenset(user.role_keys))
 
 
+_ACTIVE_USER = Sql("SELECT u.username, u.display_name, r.role_key FROM app_user u "
+                   "LEFT JOIN user_role r ON r.user_id = u.id WHERE u.username = :username AND u.active = :active")
 _TOKEN_ACTOR = Sql(
     "SELECT u.username, u.display_name, t.revoked_at, t.expires_at, r.role_key FROM api_token t "
     "JOIN app_user u ON u.id = t.user_id AND u.active = :active LEFT JOIN user_role r ON r.user_id = u.id "

@@ -71,8 +71,7 @@ class LibraryServices:
         starter = None
         if exclude_starter:
             with self.ctx.db.transaction() as s:
-                row = s.get(ProcessInstance, case_id)
-                starter = row.started_by if row else None
+                starter = s.scalar(select(ProcessInstance.started_by).where(ProcessInstance.id == case_id))
         names = sorted(u.username for u in self.identity.users(role) if u.username != starter)
         if not names:
             raise BadRequest(f"no user holds the role {role!r} (besides the requester); an admin must add one")

@@ -74,14 +74,14 @@ class TaskService:
               priority: int | None = None, order: str = "priority") -> list[HumanTask]:
         """Open tasks: `mine` (assigned to me or to those I stand in for, A/B角), `group` (my roles',
         unclaimed) or `all` of both; `due_before` and `priority` narrow, `order` names INBOX_ORDERS."""
-        with self.ctx.db.transaction() as s:
+        with self.ctx.db.read() as s:
             query = self._inbox_query(actor, scope, overdue, process_id, s, due_before, priority)
             query = query.order_by(*INBOX_ORDERS.get(order, INBOX_ORDERS["priority"]), HumanTask.id)
             return list(s.scalars(query.offset(offset).limit(limit)))
 
     def count(self, actor: Actor, scope: str = "all", overdue: bool = False, process_id: str | None = None,
               *, due_before: datetime | None = None, priority: int | None = None) -> int:
-        with self.ctx.db.transaction() as s:
+        with self.ctx.db.read() as s:
             query = self._inbox_query(actor, scope, overdue, process_id, s, due_before, priority)
             return s.scalar(select(func.count()).select_from(query.subquery())) or 0
 
