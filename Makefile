@@ -41,8 +41,15 @@ test: $(STAMP) $(NODE_STAMP) browser
 lint: $(STAMP)
 	$(BIN)/ruff check engine webui tests bench
 
+# Every benchmark in one run (bench/README.md): a table, and bench/results/latest.json. PostgreSQL
+# (a schema of its own per part, dropped afterwards) from OPSFLOW_BENCH_DATABASE_URL, else
+# OPSFLOW_TEST_DATABASE_URL, else the local server below; unreachable, every part runs on SQLite.
+# BENCH_ARGS passes flags, e.g. `make bench BENCH_ARGS="--only engine,http --profile"`.
+BENCH_DATABASE_URL ?= $(or $(OPSFLOW_BENCH_DATABASE_URL),$(OPSFLOW_TEST_DATABASE_URL),postgresql+psycopg://postgres@127.0.0.1:5432/test)
+BENCH_ARGS ?=
+
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	OPSFLOW_BENCH_DATABASE_URL='$(BENCH_DATABASE_URL)' $(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules var test-output

@@ -1,5 +1,5 @@
-"""OpsFlow benchmarks: figures to read, not pass/fail tests. Run them with `python -m bench`."""
+"""OpsFlow benchmarks: figures to read, not pass/fail tests. Run them all with `python -m bench`."""
 
-from bench.engine_bench import REQUIRED_KEYS, Sizes, run
+from bench.figures import REQUIRED_KEYS, TARGETS
 
-__all__ = ["REQUIRED_KEYS", "Sizes", "run"]
+__all__ = ["REQUIRED_KEYS", "TARGETS"]

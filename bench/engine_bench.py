@@ -1,14 +1,25 @@
-"""Raw SpiffWorkflow in memory against the OpsFlow engine on a database, in one run.
+"""Raw SpiffWorkflow in memory against the OpsFlow engine on a database, in one run, interleaved.
 
-(a) raw: SpiffBpmnParser + BpmnWorkflow, default script engine, no serialisation, no database;
-(b) the engine on a fresh SQLite file in a temporary directory;
-(c) the engine on PostgreSQL, in a schema of its own, when OPSFLOW_BENCH_DATABASE_URL or
-    OPSFLOW_TEST_DATABASE_URL is set.
+The scenario is a major change (processes/change.bpmn with its DMN change_risk and the forms of
+forms/) on its longest everyday path: request, two CAB votes (a multi-instance task), the head of
+IT, the wait for the change window (a timer, moved by a frozen clock), implement, review, two
+verifications, close. Both sides run it with the same start data and the same form data:
 
-Every side runs the same BPMN with the same data to completion. Apart from that, one change case
-(processes/change.bpmn, the library's biggest everyday process) is driven to its end on SQLite to
-see how large a running case's stored state grows. `run()` returns the figures as a dict;
-`bench.__main__` prints them and writes bench/results/latest.json.
+(a) raw: SpiffBpmnParser (parsed once) + BpmnWorkflow, a plain PythonScriptEngine over a
+    TaskDataEnvironment, no serialisation and no database. The service tasks call RawServices
+    (below): the engine's own trading calendar (pure: files only), and plain in-memory stand-ins
+    for the services that read the database, returning what the engine's return on this path.
+(b) the engine on a fresh SQLite file; (c) the engine on PostgreSQL, in a schema of its own, when
+    OPSFLOW_BENCH_DATABASE_URL or OPSFLOW_TEST_DATABASE_URL is set. The library (processes/) is
+    deployed with the demo cast; each case is `runtime.start`, then `tasks.complete` for each step
+    by its performer (the task found among the rows the previous call created, or in the
+    performer's inbox after the start and after the timer), `runtime.fire_due_timers` at the window.
+
+Raw and engine run in alternating rounds (raw, SQLite, PostgreSQL, raw, ...) so that a machine
+getting busier or quieter during the run moves every side alike; the ratio uses the sums.
+
+`tests/fixtures/two_lanes.bpmn` (access_request, two user tasks) is measured the same way as a
+second, smaller reference (`access_request` in the results).
 """
 
 from __future__ import annotations
@@ -17,45 +28,43 @@ import cProfile
 import io
 import json
 import os
-import platform
 import pstats
 import statistics
-import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures"
-
-# The figures every run must produce (times in ms); the smoke test checks each is a positive number.
-REQUIRED_KEYS = (
-    "raw_spiff_instances_per_s",
-    "engine_instances_per_s",
-    "engine_vs_raw_ratio",
-    "complete_task_ms_median",
-    "complete_task_ms_p95",
-    "start_case_ms_median",
-    "state_bytes_change_case",
+from bench.common import (
+    FIXTURES,
+    ROOT,
+    describe_database,
+    fresh_database,
+    ms,
+    percentile,
+    state_bytes,
+    summary_ms,
 )
 
 
 # sizes --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Sizes:
-    raw_instances: int = 2000     # raw SpiffWorkflow runs, timed together
-    engine_instances: int = 400   # engine cases per database, each started and completed
-    warmup: int = 20              # untimed cases first (spec cache, compiled snippets, SQL caches)
-    profile_instances: int = 200  # cases whose complete() calls the profiler watches
+    raw_instances: int = 2000     # raw SpiffWorkflow change instances, timed
+    engine_instances: int = 500   # engine change cases per database, timed
+    warmup: int = 20              # untimed cases first on every side (spec cache, compiled snippets, SQL caches)
+    rounds: int = 5               # raw and engine alternate this many times
+    profile_instances: int = 100  # cases whose complete() calls the profiler watches (--profile)
+    reference_raw: int = 1000     # access_request: raw instances
+    reference_engine: int = 200   # access_request: engine cases per database
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(raw_instances=20, engine_instances=5, warmup=2, profile_instances=3)
+        return cls(raw_instances=10, engine_instances=3, warmup=1, rounds=1, profile_instances=2,
+                   reference_raw=10, reference_engine=3)
 
     @classmethod
     def from_env(cls, quick: bool = False) -> Sizes:
@@ -68,191 +77,367 @@ class Sizes:
 
         return cls(raw_instances=pick("RAW_N", base.raw_instances),
                    engine_instances=pick("ENGINE_N", base.engine_instances),
-                   warmup=pick("WARMUP", base.warmup),
-                   profile_instances=pick("PROFILE_N", base.profile_instances))
+                   warmup=pick("WARMUP", base.warmup), rounds=base.rounds,
+                   profile_instances=pick("PROFILE_N", base.profile_instances),
+                   reference_raw=base.reference_raw, reference_engine=base.reference_engine)
 
 
-# the scenario -------------------------------------------------------------------------------------
+# scenarios ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Step:
+    bpmn_id: str
+    username: str
+    data: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class Scenario:
-    """A BPMN file, its forms, and the data and performer of each user task."""
+    """A process, its cast, and the path both sides drive: each step's task, performer and form data."""
 
-    bpmn: Path
-    forms_dir: Path
+    name: str
     process_id: str
-    start_data: dict[str, Any]
-    task_data: dict[str, dict[str, Any]]          # bpmn id -> data the form submits
-    users: dict[str, list[str]]                   # username -> roles
+    bpmn: Path                         # the process (raw Spiff parses it with `dmn`)
+    dmn: tuple[Path, ...]
+    deploy_dir: Path | None            # the engine deploys this directory (the library), else bpmn + dmn
+    forms_dir: Path
+    users: dict[str, list[str]]        # username -> roles
     starter: str
-    performers: dict[str, str] = field(default_factory=dict)  # bpmn id -> username
+    start_data: dict[str, Any]
+    steps: tuple[Step, ...]
+    clock_start: str | None = None     # both sides run on a frozen clock set here at each start (None: real clock)
+    # bpmn id of a step -> the moment the clock moves to before it (due timers fire: engine
+    # `runtime.fire_due_timers`, raw `refresh_waiting_tasks`).
+    timers: dict[str, str] = field(default_factory=dict)
 
 
-# The largest BPMN in the repository today (processes/ holds no BPMN yet): a two-lane access
-# request, staff fills the request (assigned to the starter), an ops manager approves it.
-ACCESS_REQUEST = Scenario(
-    bpmn=FIXTURES / "two_lanes.bpmn",
-    forms_dir=FIXTURES / "forms",
-    process_id="access_request",
-    start_data={"title": "开通清算系统只读权限"},
-    task_data={
-        "request": {"title": "开通清算系统只读权限", "system": "清算",
-                    "reason": "季度对账需要查询清算结果", "days": 30},
-        "approve": {"decision": "approve", "comment": "同意, 期满自动回收"},
-    },
-    users={"bench_requester": ["staff"], "bench_manager": ["ops_manager"]},
-    starter="bench_requester",
-    performers={"request": "bench_requester", "approve": "bench_manager"},
+def _demo_cast() -> dict[str, list[str]]:
+    users = json.loads((ROOT / "processes" / "demo_users.json").read_text(encoding="utf-8"))
+    return {u["username"]: list(u["roles"]) for u in users}
+
+
+# A major change on a core trading system, window on a Saturday (a non-trading day, so the trading
+# calendar passes it); data as tests/processes/test_change.py, cast as processes/demo_users.json.
+CHANGE_START = "2026-11-20T18:00:00+08:00"   # a Friday evening; the window opens Saturday 10:00
+CHANGE_WINDOW = ("2026-11-21T10:00:00+08:00", "2026-11-21T14:00:00+08:00")
+APPROVE = {"decision": "approve", "comment": "同意"}
+SUCCESS = {"result": "success"}
+CHANGE = Scenario(
+    name="change",
+    process_id="change",
+    bpmn=ROOT / "processes" / "change.bpmn",
+    dmn=(ROOT / "processes" / "change_risk.dmn",),
+    deploy_dir=ROOT / "processes",
+    forms_dir=ROOT / "forms",
+    users=_demo_cast(),
+    starter="zhangwei",
+    start_data={"title": "变更"},
+    steps=(
+        Step("request", "zhangwei", {
+            "title": "集中交易系统参数调整", "change_type": "major",
+            "affected_systems": [{"name": "集中交易", "core": True, "markets": ["SSE", "SZSE"]}],
+            "purpose": "调整会话超时参数", "window_start": CHANGE_WINDOW[0], "window_end": CHANGE_WINDOW[1],
+            "plan": "1. 备份参数 2. 修改 3. 重启", "rollback_plan": "恢复备份的参数文件并重启",
+            "rollback_tested": True, "implementer": "lina", "reviewer": "wangqiang",
+            "business_verifier": "zhoujie",
+            "test_report": {"name": "测试报告.pdf", "sha256": "a" * 64, "signed_by": "huangmin"}}),
+        Step("cab_review", "chenjing", APPROVE),
+        Step("cab_review", "yangfan", APPROVE),
+        Step("approve_it_head", "zhaolei", APPROVE),
+        Step("implement", "lina", {"steps": [{"at": "2026-11-21T10:05:00+08:00", "action": "停止服务并更新参数",
+                                              "result": "完成"}], "finished_at": "2026-11-21T10:40:00+08:00"}),
+        Step("review", "wangqiang", SUCCESS),
+        Step("verify_tech", "lina", SUCCESS),
+        Step("verify_business", "zhoujie", SUCCESS),
+        Step("close", "liuyang", {"outcome": "成功", "config_items_updated": True,
+                                  "config_items": ["JY-参数-会话超时"]}),
+    ),
+    clock_start=CHANGE_START,
+    # SpiffWorkflow fires a timer strictly after its due time.
+    timers={"implement": (datetime.fromisoformat(CHANGE_WINDOW[0]) + timedelta(seconds=1)).isoformat()},
 )
 
-
-# helpers ------------------------------------------------------------------------------------------
-def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile (pct in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
+# A two-lane access request: staff fill a request (assigned to the starter), an ops manager approves.
+ACCESS_REQUEST = Scenario(
+    name="access_request",
+    process_id="access_request",
+    bpmn=FIXTURES / "two_lanes.bpmn",
+    dmn=(),
+    deploy_dir=None,
+    forms_dir=FIXTURES / "forms",
+    users={"bench_requester": ["staff"], "bench_manager": ["ops_manager"]},
+    starter="bench_requester",
+    start_data={"title": "开通清算系统只读权限"},
+    steps=(
+        Step("request", "bench_requester", {"title": "开通清算系统只读权限", "system": "清算",
+                                            "reason": "季度对账需要查询清算结果", "days": 30}),
+        Step("approve", "bench_manager", {"decision": "approve", "comment": "同意, 期满自动回收"}),
+    ),
+)
 
 
 def _call(_label: str, call: Callable[[], Any]) -> Any:
     return call()
 
 
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 3)
-
-
 # (a) raw SpiffWorkflow ----------------------------------------------------------------------------
-def run_raw(scenario: Scenario, n: int, warmup: int) -> dict[str, Any]:
-    """Parse once, then run n instances to completion in memory with the default script engine."""
-    from SpiffWorkflow.bpmn import BpmnWorkflow
-    from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
-    from SpiffWorkflow.util.task import TaskState
+class RawServices:
+    """What raw SpiffWorkflow's service tasks call, by operator id (spiffworkflow:serviceTaskOperator).
 
-    parser = SpiffBpmnParser()
-    parser.add_bpmn_file(str(scenario.bpmn))
-    spec = parser.get_spec(scenario.process_id)
-    subprocess_specs = parser.get_subprocess_specs(scenario.process_id)
+    - trading_window_check: the engine's own `CalendarService(processes/calendar).check_window`
+      (pure: reads sessions.json and holidays.json once, then re-checks their mtime per call, as the
+      engine does).
+    - check_users: the engine's rule (each named user exists and holds the role; empty names skipped)
+      over the scenario's cast in memory instead of the user table.
+    - users_with_role: the cast's holders of the role, sorted, the starter left out (the engine
+      reads the starter from the case row and the users from the database).
+    - require_case: the engine's answer when no case number is given (`ok: false`, the same reason);
+      this path gives none. Any other argument raises: the path has changed.
+    Other services (start_case, link_cases, ...) are not on the path and raise if called.
+    """
 
-    def one() -> int:
-        workflow = BpmnWorkflow(spec, subprocess_specs)
-        workflow.task_tree.data.update(scenario.start_data)
+    def __init__(self, scenario: Scenario) -> None:
+        from engine.calendar import CalendarService
+
+        self.cast = {name: set(roles) for name, roles in scenario.users.items()}
+        self.starter = scenario.starter
+        self.calendar = CalendarService(ROOT / "processes" / "calendar")
+
+    def services(self) -> dict[str, Callable[..., Any]]:
+        return {"trading_window_check": self.calendar.check_window, "check_users": self.check_users,
+                "users_with_role": self.users_with_role, "require_case": self.require_case}
+
+    def check_users(self, users: dict[str, Any]) -> dict[str, Any]:
+        problems = []
+        for name, (username, role) in users.items():
+            if not username:
+                continue
+            if username not in self.cast:
+                problems.append(f"{name}：用户 {username} 不存在")
+            elif role not in self.cast[username]:
+                problems.append(f"{name}：用户 {username} 不具备角色 {role}")
+        return {"ok": not problems, "problems": problems, "reason": "；".join(problems)}
+
+    def users_with_role(self, role: str, exclude_starter: bool = True) -> list[str]:
+        names = sorted(u for u, roles in self.cast.items()
+                       if role in roles and not (exclude_starter and u == self.starter))
+        if not names:
+            raise ValueError(f"no user holds the role {role!r}")
+        return names
+
+    @staticmethod
+    def require_case(case_id: Any, process_id: str, field: str, expected: Any, kind: str = "evidence") -> dict:
+        if case_id in (None, ""):
+            return {"ok": False, "reason": f"未提供{process_id}流程编号"}
+        raise ValueError(f"raw stand-in for require_case got case {case_id!r}: the bench's path has changed")
+
+
+def raw_script_engine(scenario: Scenario) -> Any:
+    """A plain PythonScriptEngine: TaskDataEnvironment (eval/exec, no sandbox) with the engine's
+    script globals (datetime, Decimal, json_dumps) and RawServices behind call_service."""
+    import datetime as datetime_module
+    import decimal
+
+    from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
+
+    services = RawServices(scenario).services()
+
+    class Environment(TaskDataEnvironment):
+        def call_service(self, context: dict, operation_name: str, operation_params: dict,
+                         task_data: dict | None = None) -> str:
+            params = {name: spec["value"] for name, spec in operation_params.items()}
+            return json.dumps(services[operation_name](**params), default=str)
+
+    return PythonScriptEngine(environment=Environment(
+        {"datetime": datetime_module, "Decimal": decimal.Decimal, "json_dumps": json.dumps}))
+
+
+@contextmanager
+def frozen_timer_clock(now: list[datetime]) -> Iterator[None]:
+    """SpiffWorkflow's timers read `now[0]` instead of the wall clock while the block runs.
+
+    (The engine does the same with its own clock; the module attribute is restored afterwards.)
+    """
+    from SpiffWorkflow.bpmn.specs.event_definitions import timer
+
+    previous = timer.datetime
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            return now[0].astimezone(tz)
+
+    timer.datetime = Clock
+    try:
+        yield
+    finally:
+        timer.datetime = previous
+
+
+class RawRunner:
+    """Parse once, then run instances to completion in memory along the scenario's path."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
+
+        self.scenario = scenario
+        parser = SpiffBpmnParser()
+        parser.add_bpmn_file(str(scenario.bpmn))
+        for dmn in scenario.dmn:
+            parser.add_dmn_file(str(dmn))
+        self.spec = parser.get_spec(scenario.process_id)
+        self.subprocess_specs = parser.get_subprocess_specs(scenario.process_id)
+        self.script_engine = raw_script_engine(scenario)
+        self.now = [datetime.fromisoformat(scenario.clock_start)] if scenario.clock_start else None
+        self.seconds = 0.0
+        self.cpu_seconds = 0.0
+        self.instances = 0
+        self.starts: list[float] = []
+        self.steps: list[float] = []
+
+    def one(self, timed: bool = True) -> None:
+        from SpiffWorkflow.bpmn import BpmnWorkflow
+        from SpiffWorkflow.util.task import TaskState
+
+        sc = self.scenario
+        if self.now is not None:
+            self.now[0] = datetime.fromisoformat(sc.clock_start)  # type: ignore[arg-type]
+        t0 = time.perf_counter()
+        workflow = BpmnWorkflow(self.spec, self.subprocess_specs, script_engine=self.script_engine)
+        workflow.task_tree.data.update(sc.start_data)
         workflow.do_engine_steps()
-        completed = 0
-        while not workflow.completed:
-            ready = workflow.get_tasks(state=TaskState.READY, manual=True)
+        t1 = time.perf_counter()
+        steps = []
+        for step in sc.steps:
+            ready = [t for t in workflow.get_tasks(state=TaskState.READY, manual=True)
+                     if t.task_spec.bpmn_id == step.bpmn_id]
+            if not ready and step.bpmn_id in sc.timers:
+                if self.now is not None:
+                    self.now[0] = datetime.fromisoformat(sc.timers[step.bpmn_id])
+                workflow.refresh_waiting_tasks()
+                workflow.do_engine_steps()
+                ready = [t for t in workflow.get_tasks(state=TaskState.READY, manual=True)
+                         if t.task_spec.bpmn_id == step.bpmn_id]
             if not ready:
-                raise RuntimeError("raw workflow stalled before completion")
-            for task in ready:
-                task.set_data(**scenario.task_data[task.task_spec.bpmn_id])
-                task.run()
-                completed += 1
+                raise RuntimeError(f"raw {sc.name}: no ready {step.bpmn_id!r}; ready: "
+                                   f"{[t.task_spec.bpmn_id for t in workflow.get_tasks(state=TaskState.READY)]}")
+            # Of several (a multi-instance task), the one whose data names the performer (cab_member).
+            task = next((t for t in ready if step.username in t.data.values()), ready[0]) if len(ready) > 1 \
+                else ready[0]
+            s0 = time.perf_counter()
+            task.set_data(**step.data)
+            task.run()
             workflow.do_engine_steps()
-        return completed
+            steps.append(time.perf_counter() - s0)
+        if not workflow.completed:
+            raise RuntimeError(f"raw {sc.name}: the path ended but the workflow did not complete")
+        if timed:
+            self.starts.append(t1 - t0)
+            self.steps.extend(steps)
 
-    for _ in range(warmup):
-        one()
-    tasks = 0
-    cpu_started, started = time.thread_time(), time.perf_counter()
-    for _ in range(n):
-        tasks += one()
-    elapsed, cpu_elapsed = time.perf_counter() - started, time.thread_time() - cpu_started
-    return {"instances": n, "user_tasks": tasks, "seconds": round(elapsed, 4),
-            "instances_per_s": round(n / elapsed, 1), "ms_per_instance": _ms(elapsed / n),
-            "cpu_ms_per_instance": _ms(cpu_elapsed / n)}
+    def run(self, n: int, timed: bool = True) -> None:
+        with frozen_timer_clock(self.now) if self.now is not None else ExitStack():
+            c0, t0 = time.thread_time(), time.perf_counter()
+            for _ in range(n):
+                self.one(timed)
+            if timed:
+                self.seconds += time.perf_counter() - t0
+                self.cpu_seconds += time.thread_time() - c0
+                self.instances += n
+
+    def result(self) -> dict[str, Any]:
+        n = max(self.instances, 1)
+        return {"side": "raw SpiffWorkflow in memory (plain PythonScriptEngine, RawServices)",
+                "instances": self.instances, "user_tasks_per_instance": len(self.scenario.steps),
+                "seconds": round(self.seconds, 4),
+                "instances_per_s": round(self.instances / self.seconds, 1) if self.seconds else 0.0,
+                "ms_per_instance": ms(self.seconds / n), "cpu_ms_per_instance": ms(self.cpu_seconds / n),
+                "start_ms_median": ms(statistics.median(self.starts)) if self.starts else None,
+                "step_ms_median": ms(statistics.median(self.steps)) if self.steps else None,
+                "step_ms_p95": ms(percentile(self.steps, 95)) if self.steps else None}
 
 
 # (b)/(c) the engine -------------------------------------------------------------------------------
-@contextmanager
-def sqlite_database() -> Iterator[tuple[str, Path]]:
-    with tempfile.TemporaryDirectory(prefix="opsflow-bench-") as tmp:
-        yield f"sqlite:///{Path(tmp) / 'bench.db'}", Path(tmp)
-
-
-def postgres_url() -> str | None:
-    return os.environ.get("OPSFLOW_BENCH_DATABASE_URL") or os.environ.get("OPSFLOW_TEST_DATABASE_URL")
-
-
-def _pg_schema_url(url: str, schema: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False)
-
-
-@contextmanager
-def postgres_database(url: str) -> Iterator[tuple[str, Path]]:
-    """A fresh schema (like tests/conftest.py), dropped afterwards."""
-    from sqlalchemy import create_engine, text
-
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(_pg_schema_url(url, "public"))
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        with tempfile.TemporaryDirectory(prefix="opsflow-bench-") as tmp:
-            yield _pg_schema_url(url, schema), Path(tmp)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
-
-
-def state_bytes(engine: Any, case_id: int) -> tuple[str, int]:
-    """A case's status and the UTF-8 size of its stored state, as read back from the database."""
-    from sqlalchemy import select
-
-    from engine.models import ProcessInstance
-
-    with engine.ctx.db.transaction() as s:
-        status, state = s.execute(select(ProcessInstance.status, ProcessInstance.state)
-                                  .where(ProcessInstance.id == case_id)).one()
-    return status, len(state.encode("utf-8"))
-
-
 class EngineRig:
-    """A migrated engine with roles, the scenario's users and its BPMN deployed."""
+    """A migrated engine with roles, the scenario's users and its processes deployed; drives cases."""
 
     def __init__(self, scenario: Scenario, database_url: str, tmp: Path) -> None:
         from engine import ProcessEngine, Settings
         from engine.spiff.parsing import SourceFile
 
         self.scenario = scenario
+        self.now = [datetime.fromisoformat(scenario.clock_start)] if scenario.clock_start else None
         settings = Settings(database_url=database_url, processes_dir=ROOT / "processes",
                             forms_dir=scenario.forms_dir, timezone="Asia/Shanghai", var_dir=tmp / "var")
-        self.engine = ProcessEngine(settings)
+        kwargs: dict[str, Any] = {"clock": lambda: self.now[0]} if self.now is not None else {}  # type: ignore[index]
+        self.engine = ProcessEngine(settings, **kwargs)
         self.engine.migrate()
         self.engine.identity.seed_roles(ROOT / "processes" / "roles.json")
-        self.actors = {name: self.engine.identity.add_user(name, roles)
-                       for name, roles in scenario.users.items()}
-        self.engine.repository.deploy([SourceFile(scenario.bpmn.name, scenario.bpmn.read_bytes())], "bench")
+        self.actors = {name: self.engine.identity.add_user(name, roles) for name, roles in scenario.users.items()}
+        if scenario.deploy_dir is not None:
+            self.engine.repository.deploy_directory(scenario.deploy_dir, "bench")
+        else:
+            self.engine.repository.deploy([SourceFile(p.name, p.read_bytes())
+                                           for p in (scenario.bpmn, *scenario.dmn)], "bench")
+        self.database = describe_database(self.engine)
+        self.cases = 0
 
     def run_case(self, around: Callable[[str, Callable[[], Any]], Any] | None = None,
                  after_step: Callable[[int], None] | None = None) -> int:
-        """Start a case, find its first task in the starter's inbox, complete every task in turn.
+        """Start a case and drive it along the scenario's path to its end.
 
-        `around(label, call)` wraps each engine call ("start", then each task's bpmn id) and must
-        return call(); `after_step(case_id)` runs after each, outside the wrapped call.
+        `around(label, call)` wraps each engine call ("start", "timer", then each step's bpmn id)
+        and must return call(); `after_step(case_id)` runs after the start and each step, unwrapped.
         """
         sc, eng = self.scenario, self.engine
         wrap = around or _call
+        if self.now is not None:
+            self.now[0] = datetime.fromisoformat(sc.clock_start)  # type: ignore[arg-type]
         starter = self.actors[sc.starter]
         case = wrap("start", lambda: eng.runtime.start(sc.process_id, starter, dict(sc.start_data)))
+        case_id = case.id
         if after_step:
-            after_step(case.id)
-        queue = [t for t in eng.tasks.inbox(starter, scope="all", process_id=sc.process_id)
-                 if t.instance_id == case.id]
-        while queue:
-            task = queue.pop(0)
-            actor = self.actors[sc.performers[task.bpmn_id]]
-            data = dict(sc.task_data[task.bpmn_id])
-            created = wrap(task.bpmn_id, lambda t=task, a=actor, d=data: eng.tasks.complete(t.id, a, d))
+            after_step(case_id)
+        pending: list[Any] = []  # open task rows of this case the engine has handed back
+        looked_up = False
+        for step in sc.steps:
+            task = self._pick(pending, step)
+            if task is None and step.bpmn_id in sc.timers:
+                if self.now is not None:
+                    self.now[0] = datetime.fromisoformat(sc.timers[step.bpmn_id])
+                fired = wrap("timer", lambda: eng.runtime.fire_due_timers())
+                if case_id not in fired:
+                    raise RuntimeError(f"engine {sc.name}: the timer before {step.bpmn_id!r} did not fire")
+                looked_up = False
+            if task is None and not looked_up:  # after the start and after a timer: the performer's inbox
+                pending = [t for t in eng.tasks.inbox(self.actors[step.username], "all", process_id=sc.process_id)
+                           if t.instance_id == case_id]
+                looked_up = True
+                task = self._pick(pending, step)
+            if task is None:
+                raise RuntimeError(f"engine {sc.name}: no open {step.bpmn_id!r} for {step.username}; "
+                                   f"open: {sorted(t.bpmn_id for t in pending)}")
+            pending.remove(task)
+            actor = self.actors[step.username]
+            created = wrap(step.bpmn_id, lambda t=task, a=actor, d=dict(step.data): eng.tasks.complete(t.id, a, d))
+            pending.extend(created)
             if after_step:
-                after_step(case.id)
-            queue.extend(created)
-        return case.id
+                after_step(case_id)
+        self.cases += 1
+        return case_id
+
+    @staticmethod
+    def _pick(pending: list[Any], step: Step) -> Any:
+        mine = [t for t in pending if t.bpmn_id == step.bpmn_id and t.assignee in (None, step.username)]
+        return next((t for t in mine if t.assignee == step.username), mine[0] if mine else None)
+
+    def completed_cases(self) -> int:
+        from sqlalchemy import func, select
+
+        from engine.models import ProcessInstance
+
+        with self.engine.ctx.db.transaction() as s:
+            return s.scalar(select(func.count()).select_from(ProcessInstance).where(
+                ProcessInstance.process_id == self.scenario.process_id, ProcessInstance.status == "completed")) or 0
 
     @contextmanager
     def count_statements(self) -> Iterator[list[str]]:
@@ -271,64 +456,59 @@ class EngineRig:
         finally:
             event.remove(target, "before_cursor_execute", listener)
 
-    def state_bytes(self, case_id: int) -> tuple[str, int]:
-        return state_bytes(self.engine, case_id)
-
-    def describe_database(self) -> str:
-        from sqlalchemy import text
-
-        db = self.engine.ctx.db
-        with db.engine.connect() as conn:
-            if db.is_sqlite:
-                version = conn.execute(text("select sqlite_version()")).scalar()
-                mode = conn.execute(text("pragma journal_mode")).scalar()
-                sync = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(
-                    conn.execute(text("pragma synchronous")).scalar(), "?")
-                return f"SQLite {version} file (journal_mode={mode}, synchronous={sync})"
-            version = conn.execute(text("show server_version")).scalar()
-            host = db.engine.url.host or "local socket"
-            return f"PostgreSQL {version} ({host})"
-
     def close(self) -> None:
         self.engine.close()
 
 
-def run_engine(scenario: Scenario, database_url: str, tmp: Path, sizes: Sizes) -> dict[str, Any]:
-    rig = EngineRig(scenario, database_url, tmp)
-    try:
-        starts: list[float] = []
-        completes: list[float] = []
-        by_task: dict[str, list[float]] = {}
-        # CPU time of this thread per call: what the call costs when other work shares the cores.
-        start_cpu: list[float] = []
-        complete_cpu: list[float] = []
+class EngineSide:
+    """One database's timed figures, accumulated over the rounds."""
 
-        def timed(label: str, call: Callable[[], Any]) -> Any:
-            c0, t0 = time.thread_time(), time.perf_counter()
-            result = call()
-            seconds, cpu = time.perf_counter() - t0, time.thread_time() - c0
-            if label == "start":
-                starts.append(seconds)
-                start_cpu.append(cpu)
-            else:
-                completes.append(seconds)
-                complete_cpu.append(cpu)
-                by_task.setdefault(label, []).append(seconds)
-            return result
+    def __init__(self, rig: EngineRig) -> None:
+        self.rig = rig
+        self.starts: list[float] = []
+        self.completes: list[float] = []
+        self.timers: list[float] = []
+        self.start_cpu: list[float] = []
+        self.complete_cpu: list[float] = []
+        self.by_task: dict[str, list[float]] = {}
+        self.seconds = 0.0
+        self.cpu_seconds = 0.0
+        self.instances = 0
+        self.cold_case_ms: float | None = None
 
-        first_start = time.perf_counter()
-        rig.run_case()  # the very first case: spec restored from the database, snippets compiled
-        cold_case_s = time.perf_counter() - first_start
-        for _ in range(max(0, sizes.warmup - 1)):
-            rig.run_case()
+    def timed(self, label: str, call: Callable[[], Any]) -> Any:
+        c0, t0 = time.thread_time(), time.perf_counter()
+        result = call()
+        seconds, cpu = time.perf_counter() - t0, time.thread_time() - c0
+        if label == "start":
+            self.starts.append(seconds)
+            self.start_cpu.append(cpu)
+        elif label == "timer":
+            self.timers.append(seconds)
+        else:
+            self.completes.append(seconds)
+            self.complete_cpu.append(cpu)
+            self.by_task.setdefault(label, []).append(seconds)
+        return result
 
-        n = sizes.engine_instances
-        cpu_started, started = time.thread_time(), time.perf_counter()
+    def warm(self, n: int) -> None:
+        t0 = time.perf_counter()
+        self.rig.run_case()  # the very first case: spec restored from the database, snippets compiled
+        self.cold_case_ms = ms(time.perf_counter() - t0)
+        for _ in range(max(0, n - 1)):
+            self.rig.run_case()
+
+    def run(self, n: int) -> None:
+        c0, t0 = time.thread_time(), time.perf_counter()
         for _ in range(n):
-            rig.run_case(around=timed)
-        elapsed, cpu_elapsed = time.perf_counter() - started, time.thread_time() - cpu_started
+            self.rig.run_case(around=self.timed)
+        self.seconds += time.perf_counter() - t0
+        self.cpu_seconds += time.thread_time() - c0
+        self.instances += n
 
-        # One more case, untimed: SQL statements per call, and the state size after every step.
+    def result(self) -> dict[str, Any]:
+        """The timed figures, then one more (untimed) case: SQL statements per call and state sizes."""
+        rig, n = self.rig, max(self.instances, 1)
         statements: dict[str, int] = {}
         sizes_seen: list[tuple[str, int]] = []
         with rig.count_statements() as seen:
@@ -336,146 +516,102 @@ def run_engine(scenario: Scenario, database_url: str, tmp: Path, sizes: Sizes) -
             def counted(label: str, call: Callable[[], Any]) -> Any:
                 before = len(seen)
                 result = call()
-                statements[label] = len(seen) - before
+                key = label if label not in statements else f"{label} #2"
+                statements[key] = len(seen) - before
                 return result
 
-            rig.run_case(around=counted, after_step=lambda case_id: sizes_seen.append(rig.state_bytes(case_id)))
+            rig.run_case(around=counted, after_step=lambda case_id: sizes_seen.append(state_bytes(rig.engine,
+                                                                                                  case_id)))
+        completed = rig.completed_cases()
+        if completed != rig.cases:
+            raise RuntimeError(f"engine {rig.scenario.name}: {rig.cases} cases driven, {completed} completed")
         running = [size for status, size in sizes_seen if status == "running"]
         return {
-            "database": rig.describe_database(),
-            "instances": n,
-            "user_tasks": len(completes),
-            "seconds": round(elapsed, 4),
-            "instances_per_s": round(n / elapsed, 1),
-            "ms_per_instance": _ms(elapsed / n),
-            "start_case_ms_median": _ms(statistics.median(starts)),
-            "start_case_ms_p95": _ms(percentile(starts, 95)),
-            "complete_task_ms_median": _ms(statistics.median(completes)),
-            "complete_task_ms_p95": _ms(percentile(completes, 95)),
-            "complete_task_ms_max": _ms(max(completes)),
-            "start_case_cpu_ms_median": _ms(statistics.median(start_cpu)),
-            "complete_task_cpu_ms_median": _ms(statistics.median(complete_cpu)),
-            "cpu_ms_per_instance": _ms(cpu_elapsed / n),
-            "complete_task_ms_median_by_task": {k: _ms(statistics.median(v)) for k, v in by_task.items()},
-            "first_case_cold_ms": _ms(cold_case_s),
+            "side": "engine", "database": rig.database, "instances": self.instances,
+            "user_tasks": len(self.completes), "seconds": round(self.seconds, 4),
+            "instances_per_s": round(self.instances / self.seconds, 1) if self.seconds else 0.0,
+            "ms_per_instance": ms(self.seconds / n),
+            "cpu_ms_per_instance": ms(self.cpu_seconds / n),
+            "start_case_ms_median": ms(statistics.median(self.starts)),
+            "start_case_ms_p95": ms(percentile(self.starts, 95)),
+            "complete_task_ms_median": ms(statistics.median(self.completes)),
+            "complete_task_ms_p95": ms(percentile(self.completes, 95)),
+            "complete_task_ms_max": ms(max(self.completes)),
+            "start_case_cpu_ms_median": ms(statistics.median(self.start_cpu)),
+            "complete_task_cpu_ms_median": ms(statistics.median(self.complete_cpu)),
+            "fire_due_timers_ms": summary_ms(self.timers) if self.timers else None,
+            "complete_task_ms_median_by_task": {k: ms(statistics.median(v)) for k, v in self.by_task.items()},
+            "first_case_cold_ms": self.cold_case_ms,
             "sql_statements_per_call": statements,
-            "state_bytes_running_max": max(running),
+            "state_bytes_running_max": max(running, default=0),
             "state_bytes_by_step": [size for _status, size in sizes_seen],
         }
-    finally:
-        rig.close()
 
 
-# the change case's state size ---------------------------------------------------------------------
-# A major change (processes/change.bpmn) on its longest happy path: request, two CAB votes, the head
-# of IT, the wait for the change window (a timer), implement, review, two verifications, close. The
-# data follows tests/processes/test_change.py and the demo cast of processes/demo_users.json.
-CHANGE_START = "2026-11-20T18:00:00+08:00"   # a Friday evening; the window opens Saturday 10:00
-CHANGE_WINDOW = ("2026-11-21T10:00:00+08:00", "2026-11-21T14:00:00+08:00")
-APPROVE = {"decision": "approve", "comment": "同意"}
-SUCCESS = {"result": "success"}
-CHANGE_STEPS: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    ("request", "zhangwei", {
-        "title": "集中交易系统参数调整", "change_type": "major",
-        "affected_systems": [{"name": "集中交易", "core": True, "markets": ["SSE", "SZSE"]}],
-        "purpose": "调整会话超时参数", "window_start": CHANGE_WINDOW[0], "window_end": CHANGE_WINDOW[1],
-        "plan": "1. 备份参数 2. 修改 3. 重启", "rollback_plan": "恢复备份的参数文件并重启",
-        "rollback_tested": True, "implementer": "lina", "reviewer": "wangqiang",
-        "business_verifier": "zhoujie",
-        "test_report": {"name": "测试报告.pdf", "sha256": "a" * 64, "signed_by": "huangmin"}}),
-    ("cab_review", "chenjing", APPROVE),
-    ("cab_review", "yangfan", APPROVE),
-    ("approve_it_head", "zhaolei", APPROVE),
-    ("implement", "lina", {"steps": [{"at": "2026-11-21T10:05:00+08:00", "action": "停止服务并更新参数",
-                                      "result": "完成"}], "finished_at": "2026-11-21T10:40:00+08:00"}),
-    ("review", "wangqiang", SUCCESS),
-    ("verify_tech", "lina", SUCCESS),
-    ("verify_business", "zhoujie", SUCCESS),
-    ("close", "liuyang", {"outcome": "成功", "config_items_updated": True, "config_items": ["JY-参数-会话超时"]}),
-)
+def compare(scenario: Scenario, databases: list[str], raw_n: int, engine_n: int, warmup: int, rounds: int,
+            log: Callable[[str], None] = lambda _msg: None) -> dict[str, Any]:
+    """Raw and every database's engine, alternating in `rounds`; each database fresh."""
+    rounds = max(1, min(rounds, raw_n, engine_n))
+    raw = RawRunner(scenario)
+    with ExitStack() as stack:
+        sides: dict[str, EngineSide] = {}
+        for kind in databases:
+            url, tmp = stack.enter_context(fresh_database(kind))
+            rig = EngineRig(scenario, url, tmp)
+            stack.callback(rig.close)
+            sides[kind] = EngineSide(rig)
+        raw.run(warmup, timed=False)
+        for side in sides.values():
+            side.warm(warmup)
+        for r in range(rounds):
+            raw.run(raw_n // rounds + (1 if r < raw_n % rounds else 0))
+            for side in sides.values():
+                side.run(engine_n // rounds + (1 if r < engine_n % rounds else 0))
+            log(f"  {scenario.name}: round {r + 1}/{rounds} done ({', '.join(sides)})")
+        raw_result = raw.result()
+        out: dict[str, Any] = {"scenario": _describe(scenario), "rounds": rounds, "warmup": warmup,
+                               "raw": raw_result}
+        for kind, side in sides.items():
+            result = side.result()
+            result["engine_vs_raw_ratio"] = (round(result["instances_per_s"] / raw_result["instances_per_s"], 4)
+                                             if raw_result["instances_per_s"] else None)
+            out[kind] = result
+    return out
 
 
-def change_case_state(database_url: str, tmp: Path) -> dict[str, Any]:
-    """Drive a change case twice (cold, then warm) with the library deployed; state bytes after each step.
-
-    The library is edited independently of this bench: a step the process no longer accepts ends
-    the walk, and the result says where and why (`stopped_at`, `error`) instead of failing the run.
-    """
-    from datetime import datetime, timedelta
-
-    from engine import ProcessEngine, Settings
-
-    now = [datetime.fromisoformat(CHANGE_START)]
-    settings = Settings(database_url=database_url, processes_dir=ROOT / "processes", forms_dir=ROOT / "forms",
-                        timezone="Asia/Shanghai", var_dir=tmp / "var")
-    eng = ProcessEngine(settings, clock=lambda: now[0])
-    steps: list[dict[str, Any]] = []
-    result: dict[str, Any] = {"process": "processes/change.bpmn", "steps": steps}
-    try:
-        eng.migrate()
-        eng.identity.seed_roles(ROOT / "processes" / "roles.json")
-        eng.repository.deploy_directory(ROOT / "processes", "bench")
-        for user in json.loads((ROOT / "processes" / "demo_users.json").read_text(encoding="utf-8")):
-            eng.identity.add_user(user["username"], user["roles"], user["display_name"])
-        starter = eng.identity.get("zhangwei")
-        for round_ in ("cold", "warm"):  # the first case pays for first use of every task, DMN and form
-            steps.clear()
-            now[0] = datetime.fromisoformat(CHANGE_START)
-            t0 = time.perf_counter()
-            case_id = eng.runtime.start("change", starter, {"title": "变更"}).id
-            status, size = state_bytes(eng, case_id)
-            steps.append({"step": "start", "ms": _ms(time.perf_counter() - t0), "status": status, "bytes": size})
-            for bpmn_id, username, data in CHANGE_STEPS:
-                result["stopped_at"] = f"{bpmn_id} ({round_} case)"
-                open_tasks = eng.runtime.show(case_id).open_tasks
-                if not open_tasks and bpmn_id == "implement":  # waiting for the change window to open
-                    now[0] = datetime.fromisoformat(CHANGE_WINDOW[0]) + timedelta(seconds=1)
-                    eng.runtime.fire_due_timers()
-                    open_tasks = eng.runtime.show(case_id).open_tasks
-                mine = [t for t in open_tasks if t.bpmn_id == bpmn_id and t.assignee in (None, username)]
-                if not mine:
-                    raise RuntimeError(f"no open {bpmn_id!r} for {username}; open: "
-                                       f"{sorted(t.bpmn_id for t in open_tasks)}")
-                actor = eng.identity.get(username)
-                if mine[0].assignee is None:
-                    eng.tasks.claim(mine[0].id, actor)
-                t0 = time.perf_counter()
-                eng.tasks.complete(mine[0].id, actor, dict(data))
-                elapsed = time.perf_counter() - t0
-                status, size = state_bytes(eng, case_id)
-                steps.append({"step": bpmn_id, "ms": _ms(elapsed), "status": status, "bytes": size})
-            if round_ == "cold":
-                result["cold_case_ms"] = round(sum(step["ms"] for step in steps), 3)
-        result.pop("stopped_at")
-    except Exception as exc:  # noqa: BLE001 (reported in the figures, see the docstring)
-        result["error"] = f"{type(exc).__name__}: {exc}"[:500]
-    finally:
-        eng.close()
-    running = [step["bytes"] for step in steps if step["status"] == "running"]
-    result["completed"] = bool(steps) and steps[-1]["status"] == "completed" and "error" not in result
-    result["state_bytes_running_max"] = max(running, default=0)
-    completes = [step["ms"] for step in steps if step["step"] != "start"]
-    if "error" not in result and completes:
-        result["complete_task_ms_median_warm"] = round(statistics.median(completes), 3)
-    return result
+def _describe(scenario: Scenario) -> dict[str, Any]:
+    return {"process_id": scenario.process_id, "bpmn": str(scenario.bpmn.relative_to(ROOT)),
+            "dmn": [str(p.relative_to(ROOT)) for p in scenario.dmn],
+            "deployed": str(scenario.deploy_dir.relative_to(ROOT)) + "/" if scenario.deploy_dir else "bpmn + dmn",
+            "forms": str(scenario.forms_dir.relative_to(ROOT)) + "/",
+            "path": [f"{s.bpmn_id} ({s.username})" for s in scenario.steps],
+            "timers": scenario.timers, "clock_start": scenario.clock_start,
+            "start_data": scenario.start_data}
 
 
 # profile ------------------------------------------------------------------------------------------
 # Functions whose cumulative time per complete() call the profile summary reports: (label, file
 # suffix or "~" for C functions, function name). Generator context managers (transaction, open)
-# count only their own frames: set-up and tear-down, not the body of the `with`.
+# count only their own frames: set-up and tear-down, not the body of the `with`. A marker whose
+# function no longer exists (the engine is being reworked) is simply left out.
 PROFILE_MARKERS = (
     ("TaskService.complete (whole call)", "engine/tasks.py", "complete"),
     ("  db.transaction enter/exit (BEGIN, COMMIT, close)", "engine/db.py", "transaction"),
     ("  _lock_open (SELECT task, lock case, refresh)", "engine/tasks.py", "_lock_open"),
     ("  CaseStore.open enter/exit (lock, cache take, flush)", "engine/casestore.py", "open"),
     ("  _check (may-act, performers query)", "engine/tasks.py", "_check"),
+    ("  identity.find (a user and its roles, ORM; all callers)", "engine/identity.py", "find"),
+    ("    assignment.named_assignee (assigneeFrom)", "engine/assignment.py", "named_assignee"),
+    ("    service tasks (RestrictedEnvironment.call_service)", "engine/spiff/sandbox.py", "call_service"),
     ("  field_errors (JSON Schema)", "engine/forms.py", "field_errors"),
     ("  spiff Task.run", "SpiffWorkflow/task.py", "run"),
     ("  run_engine (do_engine_steps)", "engine/casestore.py", "run_engine"),
     ("  CaseStore.save", "engine/casestore.py", "save"),
-    ("    _sync_inbox", "engine/casestore.py", "_sync_inbox"),
+    ("    _sync_inbox (inbox rows)", "engine/casestore.py", "_sync_inbox"),
+    ("    _new_tasks (inbox rows)", "engine/casestore.py", "_new_tasks"),
+    ("    prune (completed tasks out of the state)", "engine/spiff/pruning.py", "prune"),
     ("    dump_state (state JSON)", "engine/spiff/serializer.py", "dump_state"),
+    ("    load_state (state JSON, cache miss)", "engine/spiff/serializer.py", "load_state"),
     ("    _sync_subscriptions", "engine/casestore.py", "_sync_subscriptions"),
     ("  audit.record", "engine/audit.py", "record"),
     ("  SQLAlchemy commit (flush + COMMIT)", "sqlalchemy/orm/session.py", "commit"),
@@ -487,134 +623,72 @@ PROFILE_MARKERS = (
 )
 
 
-def profile_complete(scenario: Scenario, database_url: str, tmp: Path, sizes: Sizes,
-                     top: int = 25) -> dict[str, Any]:
+def profile_complete(scenario: Scenario, kind: str, sizes: Sizes, top: int = 25) -> dict[str, Any]:
     """cProfile only the engine.tasks.complete calls; summary in ms per call plus a pstats listing."""
-    rig = EngineRig(scenario, database_url, tmp)
-    try:
-        for _ in range(sizes.warmup):
-            rig.run_case()
-        profiler = cProfile.Profile()
-        calls = 0
+    with fresh_database(kind) as (url, tmp):
+        rig = EngineRig(scenario, url, tmp)
+        try:
+            for _ in range(sizes.warmup):
+                rig.run_case()
+            profiler = cProfile.Profile()
+            calls = 0
 
-        def around(label: str, call: Callable[[], Any]) -> Any:
-            nonlocal calls
-            if label == "start":
-                return call()
-            calls += 1
-            profiler.enable()
-            try:
-                return call()
-            finally:
-                profiler.disable()
+            def around(label: str, call: Callable[[], Any]) -> Any:
+                nonlocal calls
+                if label in ("start", "timer"):
+                    return call()
+                calls += 1
+                profiler.enable()
+                try:
+                    return call()
+                finally:
+                    profiler.disable()
 
-        for _ in range(sizes.profile_instances):
-            rig.run_case(around=around)
-        stats = pstats.Stats(profiler)
-        raw = stats.stats  # type: ignore[attr-defined]
-        total = sum(tt for (_cc, _nc, tt, _ct, _callers) in raw.values())
-        summary: dict[str, float] = {}
-        for label, file_suffix, func in PROFILE_MARKERS:
-            cum = max((ct for (filename, _line, name), (_cc, _nc, _tt, ct, _callers) in raw.items()
-                       if name == func and filename.replace(os.sep, "/").endswith(file_suffix)), default=0.0)
-            if cum:
-                summary[label] = round(cum / calls * 1000, 3)
-        listing = io.StringIO()
-        pstats.Stats(profiler, stream=listing).strip_dirs().sort_stats("tottime").print_stats(top)
-        return {"database": rig.describe_database(), "complete_calls": calls,
-                "profiled_ms_per_call": round(total / calls * 1000, 3), "cumulative_ms_per_call": summary,
-                "top_by_own_time": listing.getvalue()}
-    finally:
-        rig.close()
-
-
-# the whole run ------------------------------------------------------------------------------------
-def code_revision() -> str:
-    """The commit the figures belong to, marked "+dirty" when the working tree has changes."""
-    import subprocess
-
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "engine"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
+            for _ in range(sizes.profile_instances):
+                rig.run_case(around=around)
+            stats = pstats.Stats(profiler)
+            raw = stats.stats  # type: ignore[attr-defined]
+            total = sum(tt for (_cc, _nc, tt, _ct, _callers) in raw.values())
+            summary: dict[str, float] = {}
+            for label, file_suffix, func in PROFILE_MARKERS:
+                cum = max((ct for (filename, _line, name), (_cc, _nc, _tt, ct, _callers) in raw.items()
+                           if name == func and filename.replace(os.sep, "/").endswith(file_suffix)), default=0.0)
+                if cum:
+                    summary[label] = round(cum / calls * 1000, 3)
+            listing = io.StringIO()
+            pstats.Stats(profiler, stream=listing).strip_dirs().sort_stats("tottime").print_stats(top)
+            return {"scenario": scenario.name, "database": rig.database, "complete_calls": calls,
+                    "profiled_ms_per_call": round(total / calls * 1000, 3), "cumulative_ms_per_call": summary,
+                    "top_by_own_time": listing.getvalue()}
+        finally:
+            rig.close()
 
 
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cores": os.cpu_count() or 0,
-        "cpu": cpu,
-        "python_version": platform.python_version(),
-        "platform": platform.platform(),
-        "spiffworkflow_version": metadata.version("SpiffWorkflow"),
-        "sqlalchemy_version": metadata.version("SQLAlchemy"),
-        # Other work on the machine skews every figure; a 1-minute load near 0 is a clean run.
-        "load_average_1m_at_start": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-    }
+def profile_report(profile: dict[str, Any]) -> str:
+    lines = [f"cProfile of {profile['complete_calls']} engine.tasks.complete calls, {profile['scenario']} scenario, "
+             f"on {profile['database']} (profiled time {profile['profiled_ms_per_call']} ms per call; the "
+             f"profiler inflates it):", "cumulative ms per complete() call:"]
+    width = max((len(k) for k in profile["cumulative_ms_per_call"]), default=10)
+    lines += [f"  {k.ljust(width)}  {v:8.3f}" for k, v in profile["cumulative_ms_per_call"].items()]
+    lines += ["", profile["top_by_own_time"].rstrip()]
+    return "\n".join(lines)
 
 
-def run(sizes: Sizes | None = None, scenario: Scenario = ACCESS_REQUEST, postgres: bool = True,
-        profile: bool = False, log: Callable[[str], None] = lambda _msg: None) -> dict[str, Any]:
-    """Every figure of one run; the top-level keys are the SQLite engine's against raw Spiff."""
+# the part -----------------------------------------------------------------------------------------
+def run(sizes: Sizes | None = None, databases: list[str] | None = None, profile: bool = False,
+        log: Callable[[str], None] = lambda _msg: None, profile_database: str | None = None) -> dict[str, Any]:
+    """The change scenario (the figures), then the access_request reference, then the optional profile."""
     sizes = sizes or Sizes()
-    machine = machine_info()
-    log(f"raw SpiffWorkflow: {sizes.raw_instances} instances of {scenario.bpmn.name} ...")
-    raw = run_raw(scenario, sizes.raw_instances, sizes.warmup)
-    log(f"engine on SQLite: {sizes.engine_instances} cases ...")
-    with sqlite_database() as (url, tmp):
-        sqlite = run_engine(scenario, url, tmp, sizes)
-    pg_url = postgres_url() if postgres else None
-    pg = None
-    if pg_url:
-        log(f"engine on PostgreSQL: {sizes.engine_instances} cases ...")
-        with postgres_database(pg_url) as (url, tmp):
-            pg = run_engine(scenario, url, tmp, sizes)
-            pg["engine_vs_raw_ratio"] = round(pg["instances_per_s"] / raw["instances_per_s"], 4)
-    sqlite["engine_vs_raw_ratio"] = round(sqlite["instances_per_s"] / raw["instances_per_s"], 4)
-    log("change case (processes/change.bpmn) on SQLite: state size after every step ...")
-    with sqlite_database() as (url, tmp):
-        change = change_case_state(url, tmp)
-    if change.get("error"):
-        log(f"change case stopped at {change.get('stopped_at')!r}: {change['error']}")
-    # The change case's state, or (should the library refuse the walk at its start) the scenario's.
-    state_bytes = change["state_bytes_running_max"] or sqlite["state_bytes_running_max"]
-    change["state_bytes_source"] = ("processes/change.bpmn" if change["state_bytes_running_max"]
-                                    else f"{scenario.bpmn.name} (the change case did not start)")
-
-    result: dict[str, Any] = {
-        "raw_spiff_instances_per_s": raw["instances_per_s"],
-        "engine_instances_per_s": sqlite["instances_per_s"],
-        "engine_vs_raw_ratio": sqlite["engine_vs_raw_ratio"],
-        "complete_task_ms_median": sqlite["complete_task_ms_median"],
-        "complete_task_ms_p95": sqlite["complete_task_ms_p95"],
-        "start_case_ms_median": sqlite["start_case_ms_median"],
-        "state_bytes_change_case": state_bytes,
-        "scenario": {"bpmn": str(scenario.bpmn.relative_to(ROOT)), "process_id": scenario.process_id,
-                     "user_tasks_per_instance": raw["user_tasks"] // max(1, sizes.raw_instances)},
-        "sizes": {"raw_instances": sizes.raw_instances, "engine_instances": sizes.engine_instances,
-                  "warmup": sizes.warmup},
-        "machine": {**machine, "database": sqlite["database"],
-                    **({"database_postgresql": pg["database"]} if pg else {})},
-        "raw": raw,
-        "sqlite": sqlite,
-        "postgresql": pg,
-        "change_case": change,
-        "code_revision": code_revision(),
-        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    databases = databases or ["sqlite"]
+    log(f"engine: change scenario, raw {sizes.raw_instances} instances vs engine {sizes.engine_instances} "
+        f"cases on {' and '.join(databases)}, {sizes.rounds} alternating rounds ...")
+    change = compare(CHANGE, databases, sizes.raw_instances, sizes.engine_instances, sizes.warmup, sizes.rounds, log)
+    log(f"engine: access_request reference, raw {sizes.reference_raw} vs engine {sizes.reference_engine} ...")
+    reference = compare(ACCESS_REQUEST, databases, sizes.reference_raw, sizes.reference_engine, sizes.warmup,
+                        sizes.rounds, log)
+    result: dict[str, Any] = {"change": change, "access_request": reference}
     if profile:
-        log(f"profiling complete() over {sizes.profile_instances} cases on SQLite ...")
-        with sqlite_database() as (url, tmp):
-            result["profile_sqlite"] = profile_complete(scenario, url, tmp, sizes)
+        kind = profile_database or databases[0]
+        log(f"engine: profiling complete() over {sizes.profile_instances} change cases on {kind} ...")
+        result["profile"] = profile_complete(CHANGE, kind, sizes)
     return result
