@@ -2,8 +2,10 @@
 
 A case may move when every task it has completed or is waiting at still exists in the new version
 with the same type and the same content (a task it waits at may lead somewhere new: that change is
-ahead of it). Predicted tasks (not reached yet) are dropped and predicted again from the new version.
-Always check first (`dry_run=True`); a real run migrates each case under its lock and audits it.
+ahead of it). Completed steps pruned from the case's tree (engine/spiff/pruning.py) are judged by
+the names the state keeps of them. Predicted tasks (not reached yet) are dropped and predicted again
+from the new version. Always check first (`dry_run=True`); a real run migrates each case under its
+lock and audits it.
 """
 
 from __future__ import annotations
@@ -106,7 +108,9 @@ class MigrationService:
         new_specs = _task_specs(target)
         touched = changes.touched()
         waiting: list[str] = []
-        for tasks in _task_maps(state):
+        # Completed steps whose tasks were pruned from the tree count as completed tasks (they ran first).
+        pruned = {name: {"task_spec": name, "state": TaskState.COMPLETED} for name in state.get("pruned") or ()}
+        for tasks in [pruned, *_task_maps(state)]:
             for task in tasks.values():
                 name, task_state = task["task_spec"], task["state"]
                 if not task_state & _REACHED:

@@ -1,7 +1,9 @@
 """Where a case stands, element by element, for drawing on its BPMN diagram.
 
 Completed, active (waiting for a person, a timer or a message) and overdue (an open task past its
-due time) BPMN element ids, read from the case's own workflow and inbox rows.
+due time) BPMN element ids, read from the case's own workflow and inbox rows. Completed steps whose
+tasks the codec pruned from the workflow's tree are remembered by the workflow itself
+(engine/spiff/pruning.py), so a long-running case still shows everything it has done.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from engine.casestore import CaseStore
 from engine.context import EngineContext
 from engine.errors import NotFound
 from engine.models import HumanTask, ProcessInstance
+from engine.spiff.pruning import pruned_bpmn_ids
 
 
 @dataclass
@@ -34,7 +37,7 @@ def case_progress(ctx: EngineContext, store: CaseStore, instance_id: int) -> Cas
         if row is None:
             raise NotFound(f"unknown case {instance_id}")
         workflow = store.read(s, row)
-        completed: set[str] = set()
+        completed = pruned_bpmn_ids(workflow)
         active: set[str] = set()
         for task in workflow.get_tasks():
             bpmn_id = task.task_spec.bpmn_id

@@ -3,6 +3,10 @@
 A case row stores only its task tree and data; the spec is stored once per definition version and
 restored from an in-process cache. The script engine is not serialised by SpiffWorkflow, so it is
 re-attached here on every load (otherwise a case would come back with the unrestricted default).
+
+Every save first prunes the history the workflow no longer needs (engine/spiff/pruning.py), on the
+live object, so the copy a request keeps in its cache and the copy restored from the row are the
+same; the spec names of the completed steps pruned away are stored with the state ("pruned").
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 
+from engine.spiff.pruning import completed_spec_names, prune, set_completed_spec_names
 from engine.spiff.sandbox import ScriptEngine
 
 STATE_FORMAT = "opsflow-state-1"
@@ -28,6 +33,9 @@ class _StateOnlyConverter(BpmnWorkflowConverter):
         dct = WorkflowConverter.to_dict(self, workflow)
         dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
         dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        pruned = completed_spec_names(workflow)
+        if pruned:
+            dct["pruned"] = sorted(pruned)
         return dct
 
     def restore(self, dct: dict[str, Any], spec: Any, subprocess_specs: dict[str, Any],
@@ -38,6 +46,7 @@ class _StateOnlyConverter(BpmnWorkflowConverter):
         self.set_default_attributes(workflow, dct)
         self.subprocesses_from_dict(dct["subprocesses"], workflow)
         workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
+        set_completed_spec_names(workflow, dct.pop("pruned", ()))
         return workflow
 
 
@@ -77,7 +86,10 @@ class WorkflowCodec:
         subs = {k: self._registry.restore(v) for k, v in dct["subprocess_specs"].items()}
         return spec, subs
 
-    def dump_state(self, workflow: BpmnWorkflow) -> str:
+    def dump_state(self, workflow: BpmnWorkflow, prune_history: bool = True) -> str:
+        """The case's state as JSON, after pruning the live workflow's history (see above)."""
+        if prune_history:
+            prune(workflow)
         return self._dumps(lambda: {"format": STATE_FORMAT, **self._state.to_dict(workflow)})
 
     def load_state(self, text: str, spec: Any, subprocess_specs: dict[str, Any],
