@@ -18,8 +18,12 @@ from engine.models import AuditEvent, AuditHead
 GENESIS = "0" * 64
 _HEAD = Sql("SELECT last_id, last_hash FROM audit_head WHERE id = 1", lock="FOR UPDATE")
 _HEAD_CREATE = Sql("INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, 0, :hash)")
-_APPEND = Sql("INSERT INTO audit_event (id, at, actor, action, instance_id, task_id, data, prev_hash, hash) "
-              "VALUES (:id, :at, :actor, :action, :instance_id, :task_id, :data, :prev_hash, :hash)")
+_APPEND_SQL = ("INSERT INTO audit_event (id, at, actor, action, instance_id, task_id, data, prev_hash, hash) "
+               "VALUES (:id, :at, :actor, :action, :instance_id, :task_id, :data, :prev_hash, :hash)")
+# The head stays locked from here to COMMIT, so every append waits on it: on PostgreSQL the event
+# and the head move go in one round trip (a data-modifying CTE; SQLite has none, and no round trips).
+_APPEND = Sql(_APPEND_SQL, postgresql="WITH moved AS (UPDATE audit_head SET last_id = :id, last_hash = :hash "
+              "WHERE id = 1) " + _APPEND_SQL)
 _HEAD_MOVE = Sql("UPDATE audit_head SET last_id = :id, last_hash = :hash WHERE id = 1")
 
 
@@ -63,7 +67,8 @@ class AuditService:
         db.run(session, _APPEND, {"id": event_id, "at": db.time_in(at), "actor": actor, "action": action,
                                   "instance_id": instance_id, "task_id": task_id, "data": db.json_in(payload),
                                   "prev_hash": prev, "hash": digest})
-        db.run(session, _HEAD_MOVE, {"id": event_id, "hash": digest})
+        if db.is_sqlite:
+            db.run(session, _HEAD_MOVE, {"id": event_id, "hash": digest})
         return event_id
 
     def events(self, instance_id: int | None = None, limit: int = 1000, offset: int = 0) -> list[AuditEvent]:

@@ -57,12 +57,17 @@ class Sql:
     statement itself (bench/README.md has the profile).
     """
 
-    def __init__(self, text: str, lock: str = "") -> None:
-        """`lock`: PostgreSQL's row-lock clause (`FOR UPDATE ...`); SQLite's BEGIN IMMEDIATE already locks."""
+    def __init__(self, text: str, lock: str = "", postgresql: str | None = None) -> None:
+        """`lock`: PostgreSQL's row-lock clause (`FOR UPDATE ...`); SQLite's BEGIN IMMEDIATE already locks.
+        `postgresql`: the statement PostgreSQL runs instead, when it can do more in one round trip."""
         self.sqlite = " ".join(text.split())
-        self.pyformat = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", self.sqlite.replace("%", "%%"))
+        self.pyformat = _pyformat(" ".join((postgresql or text).split()))
         if lock:
             self.pyformat += " " + lock
+
+
+def _pyformat(text: str) -> str:
+    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", text.replace("%", "%%"))
 
 
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]]

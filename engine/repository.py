@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from engine.audit import AuditService
 from engine.context import EngineContext
+from engine.db import Sql
 from engine.deadlines import lint_deadlines
 from engine.definitions import STARTER, UserTaskRules, all_task_specs, is_human, user_task_rules
 from engine.errors import Forbidden, LintFailed, NotFound
@@ -36,6 +37,7 @@ from engine.spiff.parsing import (
 from engine.spiff.sandbox import check_snippet
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
+_LATEST = Sql("SELECT id FROM process_definition WHERE process_id = :process_id ORDER BY version DESC LIMIT 1")
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,14 @@ class RepositoryService:
             what = f"version {version} of process" if version else "process"
             raise NotFound(f"unknown {what} {process_id!r}")
         return row
+
+    def latest_id(self, process_id: str) -> int:
+        """The id of the newest version (what a new case starts on), without reading its texts."""
+        with self.ctx.db.read() as s:
+            row = self.ctx.db.run(s, _LATEST, {"process_id": process_id}).first()
+        if row is None:
+            raise NotFound(f"unknown process {process_id!r}")
+        return int(row[0])
 
     def load(self, definition_id: int) -> LoadedDefinition:
         """Restored specs for a version, from memory after the first time."""

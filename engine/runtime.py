@@ -64,8 +64,7 @@ class RuntimeService:
         if data is not None and not isinstance(data, dict):
             raise BadRequest("case data must be a JSON object")
         data = dict(data or {})
-        row_def = self.repository.definition(process_id)
-        definition = self.repository.load(row_def.id)
+        definition = self.repository.load(self.repository.latest_id(process_id))
         if check_role and definition.start_role and not actor.has_role(definition.start_role):
             raise Forbidden(f"{actor.username} does not hold the role {definition.start_role!r} "
                             f"needed to start {process_id!r}", rule="role")

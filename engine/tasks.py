@@ -75,9 +75,10 @@ class TaskService:
         """Open tasks: `mine` (assigned to me or to those I stand in for, A/B角), `group` (my roles',
         unclaimed) or `all` of both; `due_before` and `priority` narrow, `order` names INBOX_ORDERS."""
         with self.ctx.db.read() as s:
-            query = self._inbox_query(actor, scope, overdue, process_id, s, due_before, priority)
-            query = query.order_by(*INBOX_ORDERS.get(order, INBOX_ORDERS["priority"]), HumanTask.id)
-            return list(s.scalars(query.offset(offset).limit(limit)))
+            keys = (*INBOX_ORDERS.get(order, INBOX_ORDERS["priority"]), HumanTask.id)
+            query = self._inbox_query(actor, scope, overdue, process_id, s, due_before, priority,
+                                      window=(keys, offset + limit))
+            return list(s.scalars(query.order_by(*keys).offset(offset).limit(limit)))
 
     def count(self, actor: Actor, scope: str = "all", overdue: bool = False, process_id: str | None = None,
               *, due_before: datetime | None = None, priority: int | None = None) -> int:
@@ -87,7 +88,10 @@ class TaskService:
 
     def _inbox_query(self, actor: Actor, scope: str, overdue: bool, process_id: str | None,
                      s: Session | None = None, due_before: datetime | None = None,
-                     priority: int | None = None) -> Any:
+                     priority: int | None = None, window: tuple[tuple[Any, ...], int] | None = None) -> Any:
+        """`window` (sort keys, rows): the caller reads only the first rows in that order, so each half
+        of `all` sorts and cuts its own index search before the halves meet (a role's queue can hold
+        thousands of tasks; only a page of them is fetched whole)."""
         holders = holders_for(s, actor.username, self.ctx.now()) if s is not None else []
         mine = HumanTask.assignee.in_([actor.username, *holders]) if holders else (
             HumanTask.assignee == actor.username)
@@ -104,24 +108,24 @@ class TaskService:
             visible = HumanTask.state == "open"
         else:
             raise BadRequest(f"unknown scope {scope!r} (mine, group, all)")
-        is_open = HumanTask.state == "open"
-        if scope in ("mine", "group"):
-            query = select(HumanTask).where(is_open, visible)
-        elif scope == "all":
-            # Each half searches its own index; an OR over both would scan every open task.
-            both = union_all(select(HumanTask.id).where(is_open, mine), select(HumanTask.id).where(is_open, group))
-            query = select(HumanTask).where(HumanTask.id.in_(select(both.subquery().c.id)))
-        else:
-            query = select(HumanTask).where(visible)
+        narrow = [HumanTask.state == "open"]
         if overdue:
-            query = query.where(HumanTask.due_at < self.ctx.now())
+            narrow.append(HumanTask.due_at < self.ctx.now())
         if process_id:
-            query = query.where(HumanTask.process_id == process_id)
+            narrow.append(HumanTask.process_id == process_id)
         if due_before is not None:
-            query = query.where(HumanTask.due_at < due_before)
+            narrow.append(HumanTask.due_at < due_before)
         if priority is not None:
-            query = query.where(HumanTask.priority == priority)
-        return query
+            narrow.append(HumanTask.priority == priority)
+        if scope != "all":
+            return select(HumanTask).where(visible, *narrow)
+        # Each half searches its own index; an OR over both would scan every open task.
+        halves = [select(HumanTask.id).where(half, *narrow) for half in (mine, group)]
+        if window is not None:
+            keys, rows = window
+            halves = [select(cut.c.id) for cut in (half.order_by(*keys).limit(rows).subquery() for half in halves)]
+        both = union_all(*halves).subquery()
+        return select(HumanTask).where(HumanTask.id.in_(select(both.c.id)))
 
     def get(self, task_id: str, actor: Actor | None = None) -> TaskDetail:
         with self.ctx.db.transaction() as s:

@@ -202,3 +202,18 @@ def test_failed_final_acceptance_extends_the_trial(flow: Flow) -> None:
     flow.do(case, "final_ops", "liuyang", SUCCESS)
     flow.do(case, "final_business", "zhoujie", SUCCESS)
     assert flow.status(case) == "completed"
+
+
+def test_second_final_acceptance_waits_for_both_sign_offs(flow: Flow) -> None:
+    """Round two of final acceptance: business signing first must not send the case back to trial
+    while operations has not signed (SpiffWorkflow 3.2 counted the first round's arrival at the join)."""
+    case = live(flow)
+    end_trial(flow)
+    flow.do(case, "final_ops", "liuyang", SUCCESS)
+    flow.do(case, "final_business", "zhoujie", {"result": "failed", "comment": "对账报表仍有差异"})
+    assert flow.open_names(case) == ["trial"]
+    end_trial(flow, "2027-01-20T14:00:02+08:00")
+    flow.do(case, "final_business", "zhoujie", SUCCESS)
+    assert flow.open_names(case) == ["final_ops"]
+    flow.do(case, "final_ops", "liuyang", SUCCESS)
+    assert flow.status(case) == "completed"
