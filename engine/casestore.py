@@ -68,22 +68,23 @@ _ADD_TASK = Sql("INSERT INTO human_task (id, instance_id, process_id, bpmn_id, n
 class WorkflowCache:
     """Deserialised workflows by case id, valid only for the revision they were saved at.
 
-    A workflow is taken out while a request works on it, so no two requests share one object.
+    A workflow is taken out while a request works on it, so no two requests share one object. The
+    ids of its open user tasks travel with it (what the next save compares against).
     """
 
     def __init__(self, size: int = 512) -> None:
-        self._items: OrderedDict[int, tuple[int, BpmnWorkflow]] = OrderedDict()
+        self._items: OrderedDict[int, tuple[int, BpmnWorkflow, set[str] | None]] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
-    def take(self, instance_id: int, revision: int) -> BpmnWorkflow | None:
+    def take(self, instance_id: int, revision: int) -> tuple[BpmnWorkflow, set[str] | None] | None:
         with self._lock:
             item = self._items.pop(instance_id, None)
-        return item[1] if item and item[0] == revision else None
+        return (item[1], item[2]) if item and item[0] == revision else None
 
-    def put(self, instance_id: int, revision: int, workflow: BpmnWorkflow) -> None:
+    def put(self, instance_id: int, revision: int, workflow: BpmnWorkflow, open_ids: set[str] | None = None) -> None:
         with self._lock:
-            self._items[instance_id] = (revision, workflow)
+            self._items[instance_id] = (revision, workflow, open_ids)
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
 
@@ -115,17 +116,26 @@ class CaseStore:
         """Lock and load a case; the workflow goes back to the cache only after a clean commit."""
         row = row if row is not None else self.lock(s, instance_id)
         definition = self.repository.load(row.definition_id)
-        workflow = self.cache.take(row.id, row.revision)
-        if workflow is None:
+        cached = self.cache.take(row.id, row.revision)
+        if cached is None:
             state = self.ctx.db.run(s, _STATE, {"id": row.id}).scalar_one()
             workflow = self.ctx.codec.load_state(state, definition.spec, definition.subprocess_specs,
                                                  self.ctx.script_engine)
-        case = OpenCase(row, definition, workflow, self.open_task_ids(workflow, definition))
+            open_ids = None
+        else:
+            workflow, open_ids = cached
+        if open_ids is None:
+            open_ids = self.open_task_ids(workflow, definition)
+        case = OpenCase(row, definition, workflow, set(open_ids))
         yield case
         if s.dirty:
             s.flush()
-        revision = case.row.revision
-        s.info.setdefault("after_commit", []).append(lambda: self.cache.put(row.id, revision, workflow))
+        self.cache_after_commit(s, case)
+
+    def cache_after_commit(self, s: Session, case: OpenCase) -> None:
+        """The workflow goes back to the cache, at the revision just written, once the commit holds."""
+        row_id, revision, workflow, open_ids = case.row.id, case.row.revision, case.workflow, case.open_before
+        s.info.setdefault("after_commit", []).append(lambda: self.cache.put(row_id, revision, workflow, open_ids))
 
     def read(self, s: Session, row: ProcessInstance) -> BpmnWorkflow:
         """A private copy for reading (never shared with a writer)."""
@@ -153,7 +163,7 @@ class CaseStore:
             if refresh_timers:
                 workflow.refresh_timers()
             workflow.do_engine_steps()
-            while True:
+            while _has_abstract_tasks(workflow):
                 abstract = [t for t in workflow.get_tasks(state=TaskState.READY, manual=True)
                             if isinstance(t.task_spec, NoneTask)]
                 if not abstract:
@@ -279,6 +289,19 @@ def _has_message_events(spec: Any) -> bool:
         known = any("Message" in type(getattr(ts, "event_definition", None)).__name__
                     for ts in spec.task_specs.values())
         _MESSAGE_EVENTS[id(spec)] = known
+    return known
+
+
+_ABSTRACT: dict[int, bool] = {}
+
+
+def _has_abstract_tasks(workflow: BpmnWorkflow) -> bool:
+    """Whether a process (or a subprocess it calls) has bpmn:task at all; most have none."""
+    known = _ABSTRACT.get(id(workflow.spec))
+    if known is None:
+        specs = [workflow.spec, *(workflow.subprocess_specs or {}).values()]
+        known = any(isinstance(ts, NoneTask) for spec in specs for ts in spec.task_specs.values())
+        _ABSTRACT[id(workflow.spec)] = known
     return known
 
 

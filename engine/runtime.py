@@ -91,9 +91,7 @@ class RuntimeService:
             self.audit.record(s, actor.username, "case.started", instance_id=row.id,
                               data={"process_id": process_id, "version": definition.version,
                                     "business_key": business_key, "data": data})
-            revision = row.revision
-            s.info.setdefault("after_commit", []).append(
-                lambda: self.store.cache.put(row.id, revision, workflow))
+            self.store.cache_after_commit(s, case)
         return row
 
     def _seed_correlations(self, spec: Any, data: dict[str, Any], business_key: str | None) -> dict:
