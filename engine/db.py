@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import CursorResult, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -111,11 +112,21 @@ def run(session: Session, sql: Sql, params: Params = ()) -> Rows | CursorResult[
     text = sql.sqlite if connection.dialect.name == "sqlite" else sql.pyformat
     if connection.dispatch.before_cursor_execute:
         return connection.exec_driver_sql(text, params)  # type: ignore[arg-type]
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    if isinstance(params, Mapping) or not params:
-        cursor.execute(text, params or {})
-    else:
-        cursor.executemany(text, params)
+    dbapi_connection = connection.connection.dbapi_connection
+    cursor = dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if isinstance(params, Mapping) or not params:
+            cursor.execute(text, params or {})
+        else:
+            cursor.executemany(text, params)
+    except connection.dialect.loaded_dbapi.Error as exc:
+        # Raised as SQLAlchemy would (IntegrityError, OperationalError...), and a lost connection is
+        # dropped from the pool, exactly as for any other statement.
+        lost = connection.dialect.is_disconnect(exc, dbapi_connection, cursor)
+        if lost:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(text, params, exc, connection.dialect.loaded_dbapi.Error,
+                                  connection_invalidated=lost, dialect=connection.dialect) from exc
     return Rows(cursor)
 
 
