@@ -59,6 +59,7 @@ _STATE = Sql("SELECT state FROM process_instance WHERE id = :id")
 _OPEN_TASK_IDS = Sql("SELECT id FROM human_task WHERE instance_id = :id AND state = 'open'")
 _WITHDRAW = Sql("UPDATE human_task SET state = 'cancelled' WHERE id = :id AND state = 'open'")
 _WITHDRAW_ALL = Sql("UPDATE human_task SET state = 'cancelled' WHERE instance_id = :id AND state = 'open'")
+_TASK_COLUMNS = ("id", "instance_id", "process_id", "bpmn_id", "name", "role", "assignee", "form_key", "priority")
 _ADD_TASK = Sql("INSERT INTO human_task (id, instance_id, process_id, bpmn_id, name, role, assignee, state, "
                 "form_key, priority, created_at, due_at, claimed_at) VALUES (:id, :instance_id, :process_id, "
                 ":bpmn_id, :name, :role, :assignee, 'open', :form_key, :priority, :created_at, :due_at, "
@@ -125,7 +126,7 @@ class CaseStore:
         else:
             workflow, open_ids = cached
         if open_ids is None:
-            open_ids = self.open_task_ids(workflow, definition)
+            open_ids = set(self.open_user_tasks(workflow, definition))
         case = OpenCase(row, definition, workflow, set(open_ids))
         yield case
         if s.dirty:
@@ -181,8 +182,9 @@ class CaseStore:
 
     # save ---------------------------------------------------------------------------------------
     @staticmethod
-    def open_task_ids(workflow: BpmnWorkflow, definition: LoadedDefinition) -> set[str]:
-        return {str(t.id) for t in workflow.get_tasks(state=TaskState.READY, manual=True)
+    def open_user_tasks(workflow: BpmnWorkflow, definition: LoadedDefinition) -> dict[str, Any]:
+        """The user tasks waiting for someone, by id: what the inbox holds for this case."""
+        return {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)
                 if t.task_spec.bpmn_id in definition.rules}
 
     def save(self, s: Session, case: OpenCase) -> list[HumanTask]:
@@ -198,8 +200,7 @@ class CaseStore:
             except StaleDataError:
                 raise Conflict(f"case {row.id} was changed by someone else; reload and try again") from None
         now = self.ctx.now()
-        ready = {str(t.id): t for t in wf.get_tasks(state=TaskState.READY, manual=True)
-                 if t.task_spec.bpmn_id in case.definition.rules}
+        ready = self.open_user_tasks(wf, case.definition)
         before = case.open_before
         if before is None:
             before = {task_id for (task_id,) in db.run(s, _OPEN_TASK_IDS, {"id": row.id})}
@@ -262,7 +263,7 @@ class CaseStore:
         return due_at(rules, data, now, self.ctx.zone, self.calendar)
 
     def _sync_subscriptions(self, s: Session, instance_id: int, wf: BpmnWorkflow) -> None:
-        if not _has_message_events(wf.spec):
+        if not _has_message_events(wf):
             return
         s.execute(delete(MessageSubscription).where(MessageSubscription.instance_id == instance_id))
         if wf.completed:
@@ -276,33 +277,29 @@ class CaseStore:
                                           correlation=self.ctx.codec.to_plain(values)))
 
 
-_MESSAGE_EVENTS: dict[int, bool] = {}
+_SPEC_FACTS: dict[tuple[int, str], bool] = {}
 
 
-_TASK_COLUMNS = ("id", "instance_id", "process_id", "bpmn_id", "name", "role", "assignee", "form_key", "priority")
-
-
-def _has_message_events(spec: Any) -> bool:
-    """Whether a process can wait for a message at all (specs are shared, so this is per version)."""
-    known = _MESSAGE_EVENTS.get(id(spec))
+def _any_task_spec(workflow: BpmnWorkflow, fact: str, test: Callable[[Any], bool]) -> bool:
+    """Whether any task spec of the process or a subprocess it calls passes `test`; specs are shared
+    per deployed version, so each fact is worked out once per version."""
+    key = (id(workflow.spec), fact)
+    known = _SPEC_FACTS.get(key)
     if known is None:
-        known = any("Message" in type(getattr(ts, "event_definition", None)).__name__
-                    for ts in spec.task_specs.values())
-        _MESSAGE_EVENTS[id(spec)] = known
+        specs = [workflow.spec, *(workflow.subprocess_specs or {}).values()]
+        known = _SPEC_FACTS[key] = any(test(ts) for spec in specs for ts in spec.task_specs.values())
     return known
 
 
-_ABSTRACT: dict[int, bool] = {}
+def _has_message_events(workflow: BpmnWorkflow) -> bool:
+    """Whether the case can wait for a message at all."""
+    return _any_task_spec(workflow, "message", lambda ts: "Message" in type(
+        getattr(ts, "event_definition", None)).__name__)
 
 
 def _has_abstract_tasks(workflow: BpmnWorkflow) -> bool:
-    """Whether a process (or a subprocess it calls) has bpmn:task at all; most have none."""
-    known = _ABSTRACT.get(id(workflow.spec))
-    if known is None:
-        specs = [workflow.spec, *(workflow.subprocess_specs or {}).values()]
-        known = any(isinstance(ts, NoneTask) for spec in specs for ts in spec.task_specs.values())
-        _ABSTRACT[id(workflow.spec)] = known
-    return known
+    """Whether the process has bpmn:task at all (they complete by themselves); most have none."""
+    return _any_task_spec(workflow, "abstract", lambda ts: isinstance(ts, NoneTask))
 
 
 def next_timer_due(wf: BpmnWorkflow) -> datetime | None:

@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -125,9 +126,7 @@ class IdentityService:
         """An active user, or None. One statement: cases name users in forms on every step."""
         with self.ctx.db.transaction() as s:
             rows = self.ctx.db.run(s, _ACTIVE_USER, {"username": username, "active": True}).all()
-        if not rows:
-            return None
-        return Actor(rows[0][0], rows[0][1], frozenset(r[2] for r in rows if r[2] is not None))
+        return _actor_of_rows(rows)
 
     def users(self, role: str | None = None) -> list[Actor]:
         with self.ctx.db.transaction() as s:
@@ -163,11 +162,10 @@ class IdentityService:
             rows = self.ctx.db.run(s, _TOKEN_ACTOR, {"hash": _token_hash(token), "active": True}).all()
         if not rows:
             return None
-        username, display_name, revoked_at, expires_at, _role = rows[0]
-        expires = self.ctx.db.time_out(expires_at)
+        revoked_at, expires = rows[0][3], self.ctx.db.time_out(rows[0][4])
         if revoked_at is not None or (expires is not None and expires <= self.ctx.now()):
             return None
-        return Actor(username, display_name, frozenset(r[4] for r in rows if r[4] is not None))
+        return _actor_of_rows(rows)
 
     def revoke_token(self, token: str) -> bool:
         with self.ctx.db.transaction() as s:
@@ -204,9 +202,16 @@ class IdentityService:
 _ACTIVE_USER = Sql("SELECT u.username, u.display_name, r.role_key FROM app_user u "
                    "LEFT JOIN user_role r ON r.user_id = u.id WHERE u.username = :username AND u.active = :active")
 _TOKEN_ACTOR = Sql(
-    "SELECT u.username, u.display_name, t.revoked_at, t.expires_at, r.role_key FROM api_token t "
+    "SELECT u.username, u.display_name, r.role_key, t.revoked_at, t.expires_at FROM api_token t "
     "JOIN app_user u ON u.id = t.user_id AND u.active = :active LEFT JOIN user_role r ON r.user_id = u.id "
     "WHERE t.token_hash = :hash")
+
+
+def _actor_of_rows(rows: list[Any]) -> Actor | None:
+    """(username, display name, role, ...) rows, one per role, as one Actor."""
+    if not rows:
+        return None
+    return Actor(rows[0][0], rows[0][1], frozenset(r[2] for r in rows if r[2] is not None))
 
 
 def _token_hash(token: str) -> str:
