@@ -8,7 +8,6 @@ import platform
 import statistics
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -212,12 +211,3 @@ def machine_info() -> dict[str, Any]:
 def load_average() -> float | None:
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
-
-class Stopwatch:
-    """Wall seconds since creation."""
-
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-
-    def seconds(self) -> float:
-        return round(time.perf_counter() - self.started, 1)

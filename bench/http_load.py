@@ -27,6 +27,8 @@ import sys
 import time
 from typing import Any
 
+from bench.common import percentile
+
 
 class Connection:
     """A minimal HTTP/1.1 keep-alive client connection (Content-Length or chunked responses)."""
@@ -132,10 +134,8 @@ async def _client(plan: dict[str, Any], client: dict[str, Any], ids: list[str], 
 
 
 def _pct(ordered: list[float], p: float) -> float:
-    if not ordered:
-        return 0.0
-    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
-    return round(ordered[rank - 1] * 1000, 2)
+    """In ms; 0 for no samples."""
+    return round(percentile(ordered, p) * 1000, 2) if ordered else 0.0
 
 
 async def _phase(plan: dict[str, Any], key: str, rate: float | None, gated: bool) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, analyze, describe_database, fresh_database, postgres_url
+from bench.common import ROOT, analyze, describe_database, fresh_database, percentile, postgres_url
 
 RESULTS = ROOT / "bench" / "results" / "timer_latest.json"
 FIXTURE = ROOT / "tests" / "fixtures" / "timer_catch.bpmn"
@@ -44,11 +44,6 @@ def _settings(url: str, var: Path) -> Any:
 
     return Settings(database_url=url, processes_dir=ROOT / "processes", forms_dir=ROOT / "tests" / "fixtures" / "forms",
                     timezone="Asia/Shanghai", var_dir=var)
-
-
-def _pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
 def _ticker_process(url: str, var: str, stop, ready) -> None:
@@ -90,7 +85,7 @@ def _idle_tick_ms(engine: Any, n: int = 300) -> dict[str, float]:
         report = engine.jobs.tick()
         times.append((time.perf_counter() - t0) * 1000)
         assert report.idle
-    return {"median": round(statistics.median(times), 3), "p95": round(_pct(times, 95), 3)}
+    return {"median": round(statistics.median(times), 3), "p95": round(percentile(times, 95), 3)}
 
 
 def _query_plan(engine: Any) -> str:
@@ -192,8 +187,8 @@ def _lateness(engine: Any, url: str, var: Path, actor: Any, due_count: int, work
         "due_started_within_s": round(started_in, 2),
         "fired": len(per_case), "fired_more_than_once": sum(1 for c in per_case.values() if c > 1),
         "late_ms_median": round(statistics.median(late), 1) if late else None,
-        "late_ms_p95": round(_pct(late, 95), 1) if late else None,
-        "late_ms_p99": round(_pct(late, 99), 1) if late else None,
+        "late_ms_p95": round(percentile(late, 95), 1) if late else None,
+        "late_ms_p99": round(percentile(late, 99), 1) if late else None,
         "late_ms_max": round(max(late), 1) if late else None,
     }
 
@@ -206,7 +201,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
 
     runs = []
     kinds = ["sqlite"] + (["postgresql"] if postgres_url() and not args.no_postgres else [])

@@ -156,6 +156,6 @@ class AlertService:
 
     def _system_classes(self) -> list[str]:
         """The system classes the deployed incident report form offers (data, not code)."""
-        definition = self.repository.load(self.repository.definition(INCIDENT_PROCESS).id)
+        definition = self.repository.load(self.repository.latest_id(INCIDENT_PROCESS))
         schema = definition.forms.get(REPORT_FORM) or {}
         return list(((schema.get("properties") or {}).get("system_class") or {}).get("enum") or [])

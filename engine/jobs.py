@@ -458,8 +458,7 @@ class JobService:
         payload = job.payload
         process_id = payload["process_id"]
         self._lock_process(s, process_id)
-        definition = self.repository.definition(process_id)
-        found = start_timer(self.repository.load(definition.id).spec)
+        found = start_timer(self.repository.load(self.repository.latest_id(process_id)).spec)
         if found is None:
             job.payload = {**payload, "outcome": "the process no longer starts on a timer"}
             return

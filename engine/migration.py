@@ -24,6 +24,7 @@ from engine.errors import BadRequest, Forbidden
 from engine.identity import Actor
 from engine.models import ProcessInstance
 from engine.repository import LoadedDefinition, RepositoryService
+from engine.spiff.serializer import PRUNED_KEY
 from engine.versions import VersionDiff, diff
 
 _NOT_REACHED = TaskState.PREDICTED_MASK | TaskState.FUTURE
@@ -109,7 +110,7 @@ class MigrationService:
         touched = changes.touched()
         waiting: list[str] = []
         # Completed steps whose tasks were pruned from the tree count as completed tasks (they ran first).
-        pruned = {name: {"task_spec": name, "state": TaskState.COMPLETED} for name in state.get("pruned") or ()}
+        pruned = {name: {"task_spec": name, "state": TaskState.COMPLETED} for name in state.get(PRUNED_KEY) or ()}
         for tasks in [pruned, *_task_maps(state)]:
             for task in tasks.values():
                 name, task_state = task["task_spec"], task["state"]

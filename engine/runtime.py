@@ -43,6 +43,7 @@ class CaseDetail:
     open_tasks: list[HumanTask]
     history: list[AuditEvent]
     links: list[dict[str, Any]] = field(default_factory=list)
+    definition_id: int = 0  # the version the case runs on
 
 
 class RuntimeService:
@@ -252,7 +253,8 @@ class RuntimeService:
             data = self.ctx.codec.to_plain(case_data(workflow))
             return CaseDetail(row.id, row.process_id, row.definition.name, row.definition.version,
                               row.business_key, row.title, row.status, row.started_by, row.started_at,
-                              row.ended_at, data, [t for t in tasks if t.state == "open"], history, links)
+                              row.ended_at, data, [t for t in tasks if t.state == "open"], history, links,
+                              row.definition_id)
 
     def visible_cases(self, actor: Actor, process_id: str | None = None, status: str | None = None,
                       started_by: str | None = None, limit: int = 50,

@@ -15,7 +15,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import and_, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
-from engine.assignment import check_may_act, distinct_users_errors, performers
+from engine.assignment import PRIVILEGED_READERS, check_may_act, distinct_users_errors, performers
 from engine.audit import AuditService
 from engine.casestore import CaseStore, task_of
 from engine.context import EngineContext
@@ -57,6 +57,7 @@ class TaskDetail:
     data: dict[str, Any]
     documentation: str | None
     instructions: str | None
+    definition_id: int  # the version the case runs on (its forms and lanes)
 
 
 class TaskService:
@@ -144,12 +145,13 @@ class TaskService:
                 if spiff_task is not None:
                     data = self.ctx.codec.to_plain(dict(spiff_task.data))
             form = definition.forms.get(task.form_key) if task.form_key else None
-            return TaskDetail(task, rules.name, case.title, form, data, rules.documentation, rules.instructions)
+            return TaskDetail(task, rules.name, case.title, form, data, rules.documentation, rules.instructions,
+                              case.definition_id)
 
     @staticmethod
     def _may_see(actor: Actor, task: HumanTask, holders: list[str] | None = None) -> bool:
         return (task.assignee == actor.username or task.completed_by == actor.username
-                or actor.has_role(task.role) or bool(actor.roles & {"supervisor", "admin", "compliance"})
+                or actor.has_role(task.role) or bool(actor.roles & PRIVILEGED_READERS)
                 or (task.assignee is not None and task.assignee in (holders or ())))
 
     # actions ------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from engine.spiff.pruning import completed_spec_names, prune, set_completed_spec
 from engine.spiff.sandbox import ScriptEngine
 
 STATE_FORMAT = "opsflow-state-1"
+PRUNED_KEY = "pruned"  # spec names of completed steps pruned from the tree, stored beside it
 
 
 class _StateOnlyConverter(BpmnWorkflowConverter):
@@ -35,7 +36,7 @@ class _StateOnlyConverter(BpmnWorkflowConverter):
         dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
         pruned = completed_spec_names(workflow)
         if pruned:
-            dct["pruned"] = sorted(pruned)
+            dct[PRUNED_KEY] = sorted(pruned)
         return dct
 
     def restore(self, dct: dict[str, Any], spec: Any, subprocess_specs: dict[str, Any],
@@ -46,7 +47,7 @@ class _StateOnlyConverter(BpmnWorkflowConverter):
         self.set_default_attributes(workflow, dct)
         self.subprocesses_from_dict(dct["subprocesses"], workflow)
         workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
-        set_completed_spec_names(workflow, dct.pop("pruned", ()))
+        set_completed_spec_names(workflow, dct.pop(PRUNED_KEY, ()))
         return workflow
 
 

@@ -81,7 +81,7 @@ def show(instance_id: int) -> Any:
                 "detail": _history_detail(e.action, e.data)} for e in case.history]
     users = {u.username: u.display_name for u in engine.identity.users()}
     return render_template("case.html", case=case, progress=progress, history=history,
-                           labels=field_labels(case.process_id), users=users,
+                           labels=field_labels(case.definition_id), users=users,
                            attachments=engine.attachments.list(instance_id), now=engine.ctx.now())
 
 

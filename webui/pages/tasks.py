@@ -19,15 +19,12 @@ from webui.pages.inbox import may_assign
 bp = Blueprint("tasks", __name__)
 
 
-def renderer_for(process_id: str) -> FormRenderer:
-    """User pickers: a field named by a task's `assigneeFrom` lists the users of that task's lane role."""
+def renderer_for(definition_id: int) -> FormRenderer:
+    """User pickers: a field named by a task's `assigneeFrom` lists the users of that task's lane role
+    (in the version the case runs on)."""
     engine = engine_of_app()
     user_roles: dict[str, str] = {}
-    try:
-        definition = engine.repository.load(engine.repository.definition(process_id).id)
-    except OpsFlowError:
-        definition = None
-    for rules in (definition.rules.values() if definition else []):
+    for rules in engine.repository.load(definition_id).rules.values():
         role = engine.identity.resolve_role(rules.lane)
         if rules.assignee_from and rules.assignee_from != "starter" and role:
             user_roles.setdefault(rules.assignee_from, role)
@@ -36,15 +33,10 @@ def renderer_for(process_id: str) -> FormRenderer:
     return FormRenderer(engine.ctx.zone, user_roles, users)
 
 
-def field_labels(process_id: str) -> dict[str, str]:
-    """Data key -> the title a form of this process gives it, for the read-only summary."""
-    engine = engine_of_app()
+def field_labels(definition_id: int) -> dict[str, str]:
+    """Data key -> the title a form of the case's version gives it, for the read-only summary."""
     labels: dict[str, str] = {}
-    try:
-        definition = engine.repository.load(engine.repository.definition(process_id).id)
-    except OpsFlowError:
-        return labels
-    for schema in definition.forms.values():
+    for schema in engine_of_app().repository.load(definition_id).forms.values():
         for key, prop in ((schema or {}).get("properties") or {}).items():
             if isinstance(prop, dict) and prop.get("title"):
                 labels.setdefault(key, str(prop["title"]))
@@ -69,14 +61,14 @@ def _render(detail: TaskDetail, data: dict[str, Any] | None = None, errors: list
     if detail.form is not None:
         values = data if data is not None else {k: v for k, v in detail.data.items()
                                                 if k in (detail.form.get("properties") or {})}
-        form = renderer_for(task.process_id).render(detail.form, values, errors_by_field(errors), extra_rows)
+        form = renderer_for(detail.definition_id).render(detail.form, values, errors_by_field(errors), extra_rows)
     assignable = []
     if task.state == "open" and may_assign(g.actor):
         assignable = [(u.username, f"{u.display_name} ({u.username})") for u in engine.identity.users(task.role)]
     acting_for = task.assignee if task.assignee and task.assignee != g.actor.username and \
         task.assignee in holders else None
     return render_template("task.html", detail=detail, task=task, form=form, may_act=may_act(g.actor, task, holders),
-                           acting_for=acting_for, assignable=assignable, labels=field_labels(task.process_id),
+                           acting_for=acting_for, assignable=assignable, labels=field_labels(detail.definition_id),
                            case_data=detail.data, now=engine.ctx.now(),
                            attachments=engine.attachments.list(task.instance_id)), status
 
@@ -94,7 +86,7 @@ def submit(task_id: str) -> Any:
     detail = engine.tasks.get(task_id, g.actor)
     task = detail.task
     schema = detail.form or {"type": "object", "properties": {}}
-    renderer = renderer_for(task.process_id)
+    renderer = renderer_for(detail.definition_id)
     upload_errors: list[dict[str, str]] = []
     files: dict[str, dict[str, str]] = {}
     for key, upload in request.files.items(multi=True):
