@@ -103,6 +103,9 @@ class ProcessDefinition(Base):
     spec_json: Mapped[str] = mapped_column(Text)
     deployed_by: Mapped[str] = mapped_column(String(64))
     deployed_at: Mapped[datetime]
+    # "by_task": each task's answers under its id, case fields only where declared; "shared": the
+    # versions deployed before answers were kept per task (their running cases read shared keys).
+    answers: Mapped[str] = mapped_column(String(16), default="by_task", server_default="shared")
 
 
 class ProcessInstance(Base):
@@ -155,6 +158,9 @@ class HumanTask(Base):
     completed_at: Mapped[datetime | None]
     completed_by: Mapped[str | None] = mapped_column(String(64))
     acting_for: Mapped[str | None] = mapped_column(String(64))  # the holder a substitute (A/B角) acted for
+    answers: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # what was submitted (审批记录)
+    return_reason: Mapped[str | None] = mapped_column(Text)  # reopened because the case was sent back
+    returned_by: Mapped[str | None] = mapped_column(String(64))  # who sent it back; None: an automatic check
 
 
 class MessageSubscription(Base):
