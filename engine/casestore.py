@@ -49,6 +49,7 @@ class OpenCase:
     # Ids of the user tasks that were open when the case was loaded (the inbox rows, by the save
     # invariant); None when unknown, and the save reads them from the database instead.
     open_before: set[str] | None = None
+    actor: str | None = None  # whose action this save records (a return names them)
 
 
 # The save's statements (engine/db.py `Sql`): one UPDATE of the case, revision-checked, and the
@@ -59,11 +60,15 @@ _STATE = Sql("SELECT state FROM process_instance WHERE id = :id")
 _OPEN_TASK_IDS = Sql("SELECT id FROM human_task WHERE instance_id = :id AND state = 'open'")
 _WITHDRAW = Sql("UPDATE human_task SET state = 'cancelled' WHERE id = :id AND state = 'open'")
 _WITHDRAW_ALL = Sql("UPDATE human_task SET state = 'cancelled' WHERE instance_id = :id AND state = 'open'")
-_TASK_COLUMNS = ("id", "instance_id", "process_id", "bpmn_id", "name", "role", "assignee", "form_key", "priority")
+_TASK_COLUMNS = ("id", "instance_id", "process_id", "bpmn_id", "name", "role", "assignee", "form_key", "priority",
+                 "return_reason", "returned_by")
 _ADD_TASK = Sql("INSERT INTO human_task (id, instance_id, process_id, bpmn_id, name, role, assignee, state, "
-                "form_key, priority, created_at, due_at, claimed_at) VALUES (:id, :instance_id, :process_id, "
-                ":bpmn_id, :name, :role, :assignee, 'open', :form_key, :priority, :created_at, :due_at, "
-                ":claimed_at)")
+                "form_key, priority, return_reason, returned_by, created_at, due_at, claimed_at) VALUES (:id, "
+                ":instance_id, :process_id, :bpmn_id, :name, :role, :assignee, 'open', :form_key, :priority, "
+                ":return_reason, :returned_by, :created_at, :due_at, :claimed_at)")
+# Who last completed a step of this case: a step sent back reopens for them.
+_LAST_PERFORMER = Sql("SELECT completed_by FROM human_task WHERE instance_id = :id AND bpmn_id = :bpmn_id "
+                      "AND state = 'completed' ORDER BY completed_at DESC LIMIT 1")
 
 
 class WorkflowCache:
@@ -245,7 +250,9 @@ class CaseStore:
         for task in ready:
             rules = definition.rules[task.task_spec.bpmn_id]
             role = self.identity.resolve_role(rules.lane) or (rules.lane or "")
-            assignee = named_assignee(self.identity, rules, role, task.data, row.started_by)
+            reason = self._return_reason(rules, task.data)
+            returned_to = self._returned_to(s, row.id, rules, role) if reason else None
+            assignee = returned_to or named_assignee(self.identity, rules, role, task.data, row.started_by)
             if assignee and rules.separation_of_duties:
                 if done is None:
                     done = performers(s, row.id)
@@ -255,8 +262,28 @@ class CaseStore:
                 id=str(task.id), instance_id=row.id, process_id=definition.process_id, bpmn_id=rules.bpmn_id,
                 name=rules.name, role=role, assignee=assignee, state="open", form_key=rules.form,
                 priority=priority_of(rules, task.data), created_at=now, due_at=self._due_at(rules, task.data, now),
-                claimed_at=now if assignee else None))
+                claimed_at=now if assignee else None, return_reason=reason,
+                # sent back by the person whose action reopened it; by an automatic check when it was
+                # the submitter's own action (None)
+                returned_by=case.actor if reason and case.actor and case.actor != returned_to else None))
         return created
+
+    def _return_reason(self, rules: Any, data: dict[str, Any]) -> str | None:
+        """The task's returnReason expression, read in its data: non-empty text means sent back."""
+        if not rules.return_reason:
+            return None
+        try:
+            reason = self.ctx.environment.evaluate(rules.return_reason, dict(data))
+        except Exception:  # noqa: BLE001 (not set on the first pass: not a return)
+            return None
+        return str(reason).strip()[:2000] or None if reason else None
+
+    def _returned_to(self, s: Session, instance_id: int, rules: Any, role: str) -> str | None:
+        """Who submitted this step last, if they still hold its role: a return goes back to them."""
+        found = self.ctx.db.run(s, _LAST_PERFORMER, {"id": instance_id, "bpmn_id": rules.bpmn_id}).first()
+        last = found[0] if found else None
+        user = self.identity.find(last) if last else None
+        return user.username if user is not None and user.has_role(role) else None
 
     def _due_at(self, rules: Any, data: dict[str, Any], now: datetime) -> datetime | None:
         """dueFrom / dueInFrom / dueIn, in calendar or working time (engine/deadlines.py)."""
@@ -322,6 +349,14 @@ def next_timer_due(wf: BpmnWorkflow) -> datetime | None:
             if due is not None:
                 dues.append(due)
     return min(dues, default=None)
+
+
+def instance_output_item(task: Any) -> str | None:
+    """The output data item of the multi-instance activity this task is one instance of: each
+    instance's answers are its output (collected into the activity's loopDataOutputRef)."""
+    parent_spec = getattr(task.parent, "task_spec", None) if task.parent is not None else None
+    item = getattr(parent_spec, "output_item", None)
+    return getattr(item, "bpmn_id", None) if getattr(parent_spec, "data_output", None) is not None else None
 
 
 def task_of(wf: BpmnWorkflow, task_id: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -102,3 +103,125 @@ def _path(parts: Any) -> str:
 
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
+
+
+# Submissions carry only what the form declares ---------------------------------------------------
+# The case state's serializer turns a mapping with this key back into an object (a datetime, …):
+# no submitted value may carry it, or reading the case would decode what a user typed.
+TYPE_MARKER = "typename"
+_COMBINATORS = ("allOf", "anyOf", "oneOf")
+
+
+def declared_fields(schema: dict[str, Any] | None) -> set[str]:
+    """The property names an object schema declares, with those of its if/then/else and combinators."""
+    if not isinstance(schema, dict):
+        return set()
+    names = set((schema.get("properties") or {}).keys())
+    for key in ("if", "then", "else"):
+        names |= declared_fields(schema.get(key))
+    for key in _COMBINATORS:
+        for sub in schema.get(key) or []:
+            names |= declared_fields(sub)
+    return names
+
+
+def _property_schemas(schema: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    found = []
+    prop = (schema.get("properties") or {}).get(name)
+    if isinstance(prop, dict):
+        found.append(prop)
+    for key in ("then", "else"):
+        if isinstance(schema.get(key), dict):
+            found += _property_schemas(schema[key], name)
+    for key in _COMBINATORS:
+        for sub in schema.get(key) or []:
+            if isinstance(sub, dict):
+                found += _property_schemas(sub, name)
+    return found
+
+
+def undeclared_errors(schema: dict[str, Any] | None, data: Any, path: str = "") -> list[FieldError]:
+    """A field the form does not declare, at any depth, and any serializer type marker."""
+    errors: list[FieldError] = []
+    if isinstance(data, dict):
+        declared = declared_fields(schema)
+        open_object = isinstance(schema, dict) and isinstance(schema.get("additionalProperties"), dict)
+        for key, value in data.items():
+            where = _join(path, str(key))
+            if key == TYPE_MARKER:
+                errors.append(FieldError(where, f"“{TYPE_MARKER}” is a reserved key and may not be submitted"))
+            elif key not in declared and not open_object:
+                errors.append(FieldError(where, "此表单没有该字段 (not a field of this form)"))
+            else:
+                subs = _property_schemas(schema, key) if isinstance(schema, dict) else []
+                sub = subs[0] if subs else (schema or {}).get("additionalProperties")
+                errors += undeclared_errors(sub if isinstance(sub, dict) else None, value, where)
+    elif isinstance(data, list):
+        items = schema.get("items") if isinstance(schema, dict) else None
+        for index, value in enumerate(data):
+            errors += undeclared_errors(items if isinstance(items, dict) else None, value, f"{path}[{index}]")
+    return errors
+
+
+def type_marker_errors(data: Any, path: str = "") -> list[FieldError]:
+    """Data that no form governs (start data, message payloads) may still never carry a type marker."""
+    errors: list[FieldError] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            where = _join(path, str(key))
+            if key == TYPE_MARKER:
+                errors.append(FieldError(where, f"“{TYPE_MARKER}” is a reserved key and may not be submitted"))
+            else:
+                errors += type_marker_errors(value, where)
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            errors += type_marker_errors(value, f"{path}[{index}]")
+    return errors
+
+
+# Labels, for the approval record -------------------------------------------------------------------
+_LABELLED = re.compile(r"^\s*([\w.-]+)\s+([^/]+?)\s*$")
+
+
+def enum_options(schema: dict[str, Any]) -> list[tuple[str, str]]:
+    """(value, label) of an enum, from oneOf/const titles, x-enumNames or a labelled description
+    ("approve 批准 / reject 驳回")."""
+    if "oneOf" in schema and all(isinstance(o, dict) and "const" in o for o in schema["oneOf"]):
+        return [(str(o["const"]), str(o.get("title") or o["const"])) for o in schema["oneOf"]]
+    values = schema.get("enum")
+    if not values:
+        return []
+    names = schema.get("x-enumNames")
+    if isinstance(names, list) and len(names) == len(values):
+        return [(str(v), str(n)) for v, n in zip(values, names, strict=True)]
+    labels: dict[str, str] = {}
+    for part in str(schema.get("description") or "").split("/"):
+        if m := _LABELLED.match(part):
+            labels[m.group(1)] = m.group(2)
+    return [(str(v), labels.get(str(v), str(v))) for v in values]
+
+
+def outcome_field(schema: dict[str, Any] | None) -> str | None:
+    """The field whose value is the task's outcome (审批结论), named by the form's `x-outcome`."""
+    name = (schema or {}).get("x-outcome")
+    return name if isinstance(name, str) and name in declared_fields(schema) else None
+
+
+def labelled_answers(schema: dict[str, Any] | None, answers: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each answer with the form's own label for the field and for an enum value, in form order."""
+    props: dict[str, Any] = {}
+    for name in (schema or {}).get("properties") or {}:
+        found = _property_schemas(schema or {}, name)
+        props[name] = found[0] if found else {}
+    order = [*props, *(k for k in answers if k not in props)]
+    shown = []
+    for name in order:
+        if name not in answers:
+            continue
+        prop = props.get(name) or {}
+        value = answers[name]
+        options = dict(enum_options(prop)) if isinstance(prop, dict) else {}
+        text = options.get(str(value)) if not isinstance(value, dict | list) else None
+        shown.append({"field": name, "label": str(prop.get("title") or name), "value": value,
+                      "text": text if text is not None else value})
+    return shown

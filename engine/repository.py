@@ -6,7 +6,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,17 @@ from engine.audit import AuditService
 from engine.context import EngineContext
 from engine.db import Sql
 from engine.deadlines import lint_deadlines
-from engine.definitions import STARTER, UserTaskRules, all_task_specs, is_human, user_task_rules
+from engine.definitions import (
+    STARTER,
+    UserTaskRules,
+    all_task_specs,
+    answer_keys,
+    case_field_problems,
+    computed_before,
+    computed_fields,
+    is_human,
+    user_task_rules,
+)
 from engine.errors import Forbidden, LintFailed, NotFound
 from engine.forms import read_form
 from engine.identity import Actor, IdentityService
@@ -61,6 +71,18 @@ class LoadedDefinition:
     rules: dict[str, UserTaskRules]
     forms: dict[str, Any]
     start_role: str | None
+    # "by_task" or "shared" (engine/definitions.py): where a submission goes in the case.
+    answers: str = "by_task"
+    computed: dict[str, str] = field(default_factory=dict)  # field -> the element computing it
+    computed_before: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> fields it may not write
+    answer_keys: frozenset[str] = frozenset()  # the user task ids, under which answers are kept
+
+    @property
+    def by_task(self) -> bool:
+        return self.answers == "by_task"
+
+    def form_of(self, rules: UserTaskRules) -> dict[str, Any] | None:
+        return self.forms.get(rules.form) if rules.form else None
 
 
 class RepositoryService:
@@ -167,6 +189,7 @@ class RepositoryService:
         for name in subs:
             file_of[name] = bundle.process_files.get(name, file_of[spec.name])
         human_ids = {ts.bpmn_id for ts in all_task_specs(spec, subs) if is_human(ts)}
+        computed = computed_before(spec, subs)
 
         def add(file: str, element: str | None, message: str) -> None:
             problems.append(Problem(file, bundle.line_of(file, element), message, element))
@@ -177,7 +200,7 @@ class RepositoryService:
                 if is_human(ts):
                     rules = UserTaskRules.from_spec(ts)
                     self._lint_user_task(rules, ts, human_ids, forms, lambda m, f=file, e=ts.bpmn_id: add(f, e, m),
-                                         overrides or {})
+                                         overrides or {}, computed.get(ts.bpmn_id, {}))
                 for snippet in snippets([ts]):
                     if snippet.kind == "timer" and is_bare_iso(snippet.source):
                         add(file, snippet.element, f"timer {snippet.source.strip()!r} is an ISO 8601 literal "
@@ -192,7 +215,8 @@ class RepositoryService:
         return forms, problems
 
     def _lint_user_task(self, rules: UserTaskRules, ts: Any, human_ids: set[str],
-                        forms: dict[str, Any], add: Any, overrides: dict[str, Any] | None = None) -> None:
+                        forms: dict[str, Any], add: Any, overrides: dict[str, Any] | None = None,
+                        computed: dict[str, str] | None = None) -> None:
         label = f"user task {rules.bpmn_id!r}"
         if not rules.lane:
             add(f"{label} is not in a lane; put it in the lane of the role that performs it")
@@ -210,6 +234,9 @@ class RepositoryService:
                     forms[rules.form] = schema
         elif type(ts).__name__ == "UserTask":
             add(f"{label} has no form (set the formJsonSchemaFilename property)")
+        for message in case_field_problems(rules, forms.get(rules.form) if rules.form else None,
+                                           computed or {}, human_ids):
+            add(f"{label}: {message}")
         if rules.due_in:
             try:
                 TimerEventDefinition.parse_iso_duration(rules.due_in)
@@ -218,9 +245,9 @@ class RepositoryService:
         for ref in rules.separation_of_duties:
             if ref != STARTER and ref not in human_ids:
                 add(f"{label}: separationOfDuties names {ref!r}, which is no user task of this process")
-        for field in (rules.assignee_from, rules.due_from, *rules.distinct_users):
-            if field and not field.isidentifier():
-                add(f"{label}: {field!r} is not a data field name")
+        for name in (rules.assignee_from, rules.due_from, *rules.distinct_users):
+            if name and not name.isidentifier():
+                add(f"{label}: {name!r} is not a data field name")
         for message in lint_deadlines(rules, self.identity.resolve_role):
             add(f"{label}: {message}")
 
@@ -279,10 +306,14 @@ class RepositoryService:
                 if row is None:
                     raise NotFound(f"no process definition with id {definition_id}")
                 spec, subs = self.ctx.codec.load_spec(row.spec_json)
+                answers = row.answers
             start_lanes = [ts.lane for ts in spec.task_specs.values()
                            if type(ts).__name__ == "StartEvent" and ts.lane]
             loaded = LoadedDefinition(row.id, row.process_id, row.version, row.name, spec, subs,
                                       user_task_rules(spec, subs), row.forms,
-                                      self.identity.resolve_role(start_lanes[0]) if start_lanes else None)
+                                      self.identity.resolve_role(start_lanes[0]) if start_lanes else None,
+                                      answers=answers, computed=computed_fields(spec, subs),
+                                      computed_before=computed_before(spec, subs),
+                                      answer_keys=frozenset(answer_keys(spec, subs)))
             self._cache[definition_id] = loaded
             return loaded

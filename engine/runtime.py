@@ -16,9 +16,11 @@ from engine.audit import AuditService
 from engine.casestore import CaseStore, OpenCase, next_timer_due
 from engine.context import EngineContext
 from engine.db import Sql
-from engine.errors import BadRequest, Conflict, Forbidden, NotFound
+from engine.errors import BadRequest, Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from engine.forms import type_marker_errors
 from engine.identity import Actor, IdentityService
 from engine.models import AuditEvent, CaseLink, HumanTask, MessageSubscription, ProcessInstance
+from engine.record import ApprovalEntry, approval_record
 from engine.repository import RepositoryService
 
 _NEW_CASE_COLUMNS = ("definition_id", "process_id", "business_key", "title", "status", "started_by", "started_at",
@@ -44,6 +46,7 @@ class CaseDetail:
     history: list[AuditEvent]
     links: list[dict[str, Any]] = field(default_factory=list)
     definition_id: int = 0  # the version the case runs on
+    record: list[ApprovalEntry] = field(default_factory=list)  # who decided what (审批记录)
 
 
 class RuntimeService:
@@ -69,6 +72,9 @@ class RuntimeService:
         if check_role and definition.start_role and not actor.has_role(definition.start_role):
             raise Forbidden(f"{actor.username} does not hold the role {definition.start_role!r} "
                             f"needed to start {process_id!r}", rule="role")
+        errors = start_data_errors(definition, data)
+        if errors:
+            raise ValidationFailed(f"the start data of {process_id!r} has {len(errors)} error(s)", errors)
         workflow = BpmnWorkflow(definition.spec, definition.subprocess_specs,
                                 script_engine=self.ctx.script_engine)
         workflow.task_tree.data.update(data)
@@ -133,6 +139,9 @@ class RuntimeService:
     def deliver_message(self, name: str, correlation: dict[str, Any], payload: dict[str, Any],
                         actor: Actor) -> int:
         """Deliver a BPMN message to the one case waiting for it with these correlation values."""
+        errors = type_marker_errors(payload, "payload") + type_marker_errors(correlation, "correlation")
+        if errors:
+            raise ValidationFailed(f"message {name!r} carries a reserved key", errors)
         with self.ctx.db.transaction() as s:
             subs = list(s.scalars(select(MessageSubscription).where(MessageSubscription.message_name == name)))
             matching = sorted({sub.instance_id for sub in subs
@@ -250,11 +259,14 @@ class RuntimeService:
                               "process_id": other.process_id if other else None,
                               "title": other.title if other else None})
             workflow = self.store.read(s, row)
-            data = self.ctx.codec.to_plain(case_data(workflow))
+            definition = self.repository.load(row.definition_id)
+            # Answers are shown once, in the record, under the form's labels.
+            data = self.ctx.codec.to_plain({k: v for k, v in case_data(workflow).items()
+                                            if k not in definition.answer_keys})
             return CaseDetail(row.id, row.process_id, row.definition.name, row.definition.version,
                               row.business_key, row.title, row.status, row.started_by, row.started_at,
                               row.ended_at, data, [t for t in tasks if t.state == "open"], history, links,
-                              row.definition_id)
+                              row.definition_id, approval_record(s, definition, row.id))
 
     def visible_cases(self, actor: Actor, process_id: str | None = None, status: str | None = None,
                       started_by: str | None = None, limit: int = 50,
@@ -319,6 +331,17 @@ def _case_query(process_id: str | None, status: str | None, started_by: str | No
     if started_by:
         query = query.where(ProcessInstance.started_by == started_by)
     return query
+
+
+def start_data_errors(definition: Any, data: dict[str, Any]) -> list[FieldError]:
+    """Start data seeds the case's facts: never a task's answers, a computed field or a type marker."""
+    errors = type_marker_errors(data)
+    if definition.by_task:
+        errors += [FieldError(k, f"“{k}” holds the answers of a task and cannot be set at start")
+                   for k in data if k in definition.answer_keys]
+        errors += [FieldError(k, f"“{k}” is computed by the process ({definition.computed[k]}) and cannot "
+                                 "be set at start") for k in data if k in definition.computed]
+    return errors
 
 
 def case_data(workflow: Any) -> dict[str, Any]:

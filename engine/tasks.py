@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -17,14 +17,16 @@ from sqlalchemy.orm import Session
 
 from engine.assignment import PRIVILEGED_READERS, check_may_act, distinct_users_errors, performers
 from engine.audit import AuditService
-from engine.casestore import CaseStore, task_of
+from engine.casestore import CaseStore, instance_output_item, task_of
 from engine.context import EngineContext
 from engine.db import Sql
-from engine.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
-from engine.forms import field_errors
+from engine.definitions import UserTaskRules, case_fields_written
+from engine.errors import BadRequest, Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from engine.forms import field_errors, undeclared_errors
 from engine.identity import Actor, IdentityService
 from engine.models import HumanTask, ProcessInstance
-from engine.repository import RepositoryService
+from engine.record import ApprovalEntry, approval_record
+from engine.repository import LoadedDefinition, RepositoryService
 from engine.substitutes import holders_for
 
 # The task and its case, read under the case's lock (engine/db.py `Sql`; column order as listed).
@@ -37,7 +39,8 @@ _LOCK_TASK = Sql(f"SELECT {', '.join('t.' + f for f in _TASK_FIELDS)}, {', '.joi
 _OPEN_AS_READ = "WHERE id = :id AND state = 'open' AND COALESCE(assignee, '') = :seen"
 _SET_ASSIGNEE = Sql(f"UPDATE human_task SET assignee = :assignee, claimed_at = :claimed_at {_OPEN_AS_READ}")
 _COMPLETE = Sql("UPDATE human_task SET state = 'completed', assignee = :assignee, claimed_at = :claimed_at, "
-                f"completed_at = :completed_at, completed_by = :completed_by, acting_for = :acting_for {_OPEN_AS_READ}")
+                "completed_at = :completed_at, completed_by = :completed_by, acting_for = :acting_for, "
+                f"answers = :answers {_OPEN_AS_READ}")
 
 MANAGER_ROLES = frozenset({"ops_manager", "supervisor", "it_head"})
 # Inbox orders by name (the web inbox's sort choices); the first is the default.
@@ -54,10 +57,12 @@ class TaskDetail:
     title: str
     case_title: str
     form: dict[str, Any] | None
-    data: dict[str, Any]
+    data: dict[str, Any]  # what the form opens with: the case fields it edits, never another's answers
     documentation: str | None
     instructions: str | None
     definition_id: int  # the version the case runs on (its forms and lanes)
+    case_data: dict[str, Any] = field(default_factory=dict)  # the case's facts so far, read-only
+    record: list[ApprovalEntry] = field(default_factory=list)  # who decided what so far (审批记录)
 
 
 class TaskService:
@@ -138,15 +143,20 @@ class TaskService:
                 raise Forbidden(f"{actor.username} may not see task {task_id}", rule="read")
             definition = self.repository.load(case.definition_id)
             rules = definition.rules[task.bpmn_id]
-            data: dict[str, Any] = {}
+            form = definition.forms.get(task.form_key) if task.form_key else None
+            facts: dict[str, Any] = {}
             if task.state == "open":
                 workflow = self.store.read(s, case)
                 spiff_task = task_of(workflow, task.id)
                 if spiff_task is not None:
-                    data = self.ctx.codec.to_plain(dict(spiff_task.data))
-            form = definition.forms.get(task.form_key) if task.form_key else None
-            return TaskDetail(task, rules.name, case.title, form, data, rules.documentation, rules.instructions,
-                              case.definition_id)
+                    facts = self.ctx.codec.to_plain({k: v for k, v in spiff_task.data.items()
+                                                     if k not in definition.answer_keys})
+            # A form opens with the case fields it edits (a returned request, its own facts), never with
+            # an answer: another task's decision or comment is shown in the record, not pre-filled.
+            editable = case_fields_written(rules, form) if definition.by_task else set()
+            prefill = {k: v for k, v in facts.items() if k in editable}
+            return TaskDetail(task, rules.name, case.title, form, prefill, rules.documentation, rules.instructions,
+                              case.definition_id, facts, approval_record(s, definition, task.instance_id))
 
     @staticmethod
     def _may_see(actor: Actor, task: HumanTask, holders: list[str] | None = None) -> bool:
@@ -213,21 +223,29 @@ class TaskService:
         with self._refusals_recorded(), self.ctx.db.transaction() as s:
             task, case_row = self._lock_open(s, task_id)
             with self.store.open(s, case_row.id, case_row) as case:
-                rules = case.definition.rules[task.bpmn_id]
+                definition = case.definition
+                rules = definition.rules[task.bpmn_id]
                 acting_for = self._check(s, actor, task, case_row)
-                schema = case.definition.forms.get(task.form_key) if task.form_key else None
-                errors = field_errors(schema, data) if schema is not None else []
-                errors += distinct_users_errors(rules, data)
+                schema = definition.forms.get(task.form_key) if task.form_key else None
+                # Only what the form declares: an extra key could steer a gateway or forge a type.
+                errors = undeclared_errors(schema, data)
+                if not errors:
+                    errors = field_errors(schema, data) if schema is not None else []
+                    errors += distinct_users_errors(rules, data)
                 if errors:
                     raise ValidationFailed(f"the form for {rules.name!r} has {len(errors)} error(s)", errors)
                 spiff_task = task_of(case.workflow, task.id)
                 if spiff_task is None or spiff_task.state != TaskState.READY:
                     raise Conflict(f"task {task_id} is no longer waiting for input")
-                spiff_task.set_data(**data)
+                written = _written(definition, rules, schema, data)
+                if definition.by_task and (item := instance_output_item(spiff_task)):
+                    written[item] = dict(data)
+                spiff_task.set_data(**written)
                 with self.store.clock():  # a timer after this task is due from the engine's clock
                     spiff_task.run()
                 now = self.ctx.now()
-                self._mark_completed(s, task, actor.username, acting_for, now)
+                self._mark_completed(s, task, actor.username, acting_for, now, data)
+                case.actor = actor.username
                 self.store.run_engine(case.workflow, case_row.id, actor.username)
                 created = self.store.save(s, case)
                 self.audit.record(s, actor.username, "task.completed", instance_id=case_row.id,
@@ -272,14 +290,15 @@ class TaskService:
         task.assignee, task.claimed_at = username, at
 
     def _mark_completed(self, s: Session, task: HumanTask, username: str, acting_for: str | None,
-                        now: datetime) -> None:
+                        now: datetime, answers: dict[str, Any]) -> None:
         """Completed by `username`; an unclaimed task counts as claimed by them at the same moment."""
         assignee, claimed_at = (task.assignee, task.claimed_at) if task.assignee else (username, now)
-        time_in = self.ctx.db.time_in
-        self._guarded(s, _COMPLETE, task, {"assignee": assignee, "claimed_at": time_in(claimed_at),
-                                           "completed_at": time_in(now), "completed_by": username,
-                                           "acting_for": acting_for})
+        db = self.ctx.db
+        self._guarded(s, _COMPLETE, task, {"assignee": assignee, "claimed_at": db.time_in(claimed_at),
+                                           "completed_at": db.time_in(now), "completed_by": username,
+                                           "acting_for": acting_for, "answers": db.json_in(answers)})
         task.state, task.completed_at, task.completed_by, task.acting_for = "completed", now, username, acting_for
+        task.answers = answers
         task.assignee, task.claimed_at = assignee, claimed_at
 
     def _check(self, s: Session, actor: Actor, task: HumanTask, case: ProcessInstance,
@@ -315,3 +334,21 @@ class TaskService:
             raise
 
 
+
+
+def _written(definition: LoadedDefinition, rules: UserTaskRules, schema: dict[str, Any] | None,
+             answers: dict[str, Any]) -> dict[str, Any]:
+    """What a submission writes into the case: the task's answers under its id, and the case fields
+    the task declares. A version deployed before answers were kept per task writes them as it did."""
+    if not definition.by_task:
+        return dict(answers)
+    fields = case_fields_written(rules, schema)
+    facts = {k: v for k, v in answers.items() if k in fields}
+    computed = definition.computed_before.get(rules.bpmn_id, {})
+    barred = [FieldError(k, f"“{k}” is computed by the process ({computed[k]}) and cannot be "
+                            "written by a form") for k in facts if k in computed]
+    barred += [FieldError(k, f"“{k}” holds the answers of another task") for k in facts
+               if k in definition.answer_keys]
+    if barred:
+        raise ValidationFailed(f"the form for {rules.name!r} writes fields it may not", barred)
+    return {**facts, rules.bpmn_id: dict(answers)}

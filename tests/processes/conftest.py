@@ -77,9 +77,30 @@ class Flow:
         task = self.task(case_id, bpmn_id, assignee)
         actor = self.user(username)
         assert task.id in {t.id for t in self.inbox(username)}, f"{bpmn_id} is not in {username}'s inbox"
+        self.assert_not_prefilled_by_others(case_id, task)
         if task.assignee is None:
             self.engine.tasks.claim(task.id, actor)
         return self.engine.tasks.complete(task.id, actor, data)
+
+    def prefill(self, case_id: int, bpmn_id: str, assignee: str | None = None) -> dict[str, Any]:
+        """What the task's form opens with."""
+        return self.engine.tasks.get(self.task(case_id, bpmn_id, assignee).id).data
+
+    def assert_not_prefilled_by_others(self, case_id: int, task: HumanTask) -> None:
+        """No form opens with another step's outcome (decision, result) or comment (issue 12)."""
+        opening = self.engine.tasks.get(task.id).data
+        for entry in self.record(case_id):
+            if entry.bpmn_id == task.bpmn_id:
+                continue
+            given = [(a["field"], a["value"]) for a in entry.answers if a["field"] in ("comment", "conditions")]
+            given += [("decision", entry.outcome), ("result", entry.outcome)] if entry.outcome is not None else []
+            for field, value in given:
+                assert not (field in opening and opening[field] == value), (
+                    f"{task.bpmn_id} opens with {field}={value!r} from {entry.bpmn_id} ({entry.completed_by})")
+
+    def record(self, case_id: int) -> list[Any]:
+        """The approval record (审批记录): completed steps with who, when, outcome and answers."""
+        return self.engine.runtime.show(case_id).record
 
     def data(self, case_id: int) -> dict[str, Any]:
         """The case data; while a task is open, that task's view of it.
@@ -89,7 +110,7 @@ class Flow:
         """
         case = self.engine.runtime.show(case_id)
         if case.open_tasks:
-            return self.engine.tasks.get(case.open_tasks[0].id).data
+            return self.engine.tasks.get(case.open_tasks[0].id).case_data
         return case.data
 
     def status(self, case_id: int) -> str:

@@ -147,10 +147,23 @@ def test_one_cab_rejection_rejects_the_change(flow: Flow) -> None:
     flow.do(case, "cab_review", "yangfan", {"decision": "reject", "comment": "回退方案不完备"}, assignee="yangfan")
     assert flow.status(case) == "completed"
     assert flow.open_names(case) == []
-    data = flow.data(case)
-    assert data["decision"] == "reject"
-    assert (data["comment"], data["decision_by"]) == ("yangfan：回退方案不完备", "变更评审委员会")
+    vote = flow.record(case)[-1]
+    assert (vote.bpmn_id, vote.completed_by, vote.outcome, vote.outcome_label) == (
+        "cab_review", "yangfan", "reject", "驳回")
+    assert {a["field"]: a["value"] for a in vote.answers} == {"comment": "回退方案不完备"}
     assert [t.bpmn_id for t in flow.inbox("chenjing")] == []
+
+
+def test_each_cab_member_vote_and_conditions_are_recorded_and_shown_to_the_it_head(flow: Flow) -> None:
+    case = submit(flow, change_type="major", affected_systems=CORE, test_report=REPORT)
+    flow.do(case, "cab_review", "chenjing", {"decision": "approve", "conditions": "须在盘后实施"},
+            assignee="chenjing")
+    flow.do(case, "cab_review", "yangfan", {"decision": "approve", "comment": "同意"}, assignee="yangfan")
+    it_head = flow.engine.tasks.get(flow.task(case, "approve_it_head").id)
+    votes = [(e.completed_by, e.outcome_label, {a["label"]: a["text"] for a in e.answers})
+             for e in it_head.record if e.bpmn_id == "cab_review"]
+    assert votes == [("chenjing", "批准", {"附加条件": "须在盘后实施"}), ("yangfan", "批准", {"审批意见": "同意"})]
+    assert it_head.data == {}  # the IT head's own form opens empty: nobody's approval pre-selected
 
 
 def test_core_normal_change_on_a_trading_day_goes_to_cab(flow: Flow) -> None:
@@ -182,6 +195,8 @@ def test_window_overlapping_trading_is_returned_with_the_reason(flow: Flow) -> N
     assert flow.task(case, "request").assignee == "zhangwei"
     reason = flow.data(case)["return_reason"]
     assert "交易时段重叠" in reason and "上海证券交易所" in reason
+    request = flow.task(case, "request")
+    assert request.returned_by is None and "交易时段重叠" in (request.return_reason or "")  # an automatic check
     flow.do(case, "request", "zhangwei", change_request(affected_systems=CORE, test_report=REPORT))
     assert flow.data(case)["return_reason"] == ""
     assert flow.open_names(case) == ["approve_ops"]
@@ -195,16 +210,41 @@ def test_futures_night_session_blocks_an_early_saturday_window(flow: Flow) -> No
     assert "上海期货交易所" in flow.data(case)["return_reason"]
 
 
-def test_returned_change_is_resubmitted_and_approved(flow: Flow) -> None:
+def test_returned_change_reopens_for_the_requester_with_the_reason(flow: Flow) -> None:
     case = submit(flow)
     flow.do(case, "approve_ops", "liuyang", {"decision": "return", "comment": "请补充回退验证步骤"})
-    assert flow.task(case, "request").assignee == "zhangwei"
-    data = flow.data(case)
-    assert (data["return_reason"], data["returned_by"]) == ("请补充回退验证步骤", "运维负责人")
+    request = flow.task(case, "request")
+    assert request.assignee == "zhangwei"
+    assert (request.return_reason, request.returned_by) == ("运维负责人退回：请补充回退验证步骤", "liuyang")
+    opening = flow.prefill(case, "request")
+    assert opening["rollback_plan"] == "恢复备份的参数文件并重启"  # the requester's own facts, to edit
+    assert "comment" not in opening and "decision" not in opening
+    returned = flow.record(case)[-1]
+    assert (returned.bpmn_id, returned.completed_by, returned.outcome_label) == ("approve_ops", "liuyang", "退回")
     flow.do(case, "request", "zhangwei", change_request(rollback_plan="恢复备份并核对参数校验和"))
+    assert flow.prefill(case, "approve_ops") == {}  # the second round opens empty too
     flow.do(case, "approve_ops", "liuyang", APPROVE)
     implement_to_close(flow, case)
     close(flow, case)
+
+
+def test_a_form_cannot_carry_fields_it_does_not_declare(flow: Flow) -> None:
+    case = submit(flow, rollback_tested=False, test_report=REPORT)  # medium: ops manager, then IT head
+    with pytest.raises(ValidationFailed) as refused:
+        flow.do(case, "approve_ops", "liuyang", {"decision": "approve", "approval_route": "ops_manager"})
+    assert [e.field for e in refused.value.errors] == ["approval_route"]
+    assert flow.open_names(case) == ["approve_ops"]  # nothing saved
+    flow.do(case, "approve_ops", "liuyang", APPROVE)
+    assert flow.open_names(case) == ["approve_it_head"]  # the IT head's approval was not skipped
+
+
+def test_a_forged_type_marker_is_refused_and_the_case_stays_readable(flow: Flow) -> None:
+    case = flow.start("change", "zhangwei", {"title": "变更"})
+    forged = change_request(plan_document={"typename": "datetime", "value": "bad"})
+    with pytest.raises(ValidationFailed) as refused:
+        flow.do(case, "request", "zhangwei", forged)
+    assert "plan_document.typename" in [e.field for e in refused.value.errors]
+    assert flow.engine.runtime.show(case).status == "running"
 
 
 def test_rejected_change_ends(flow: Flow) -> None:

@@ -7,7 +7,6 @@ schema's own validation reports it with the value kept.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,10 +14,10 @@ from zoneinfo import ZoneInfo
 
 from werkzeug.datastructures import MultiDict
 
+from engine.forms import enum_options
+
 RADIO_MAX = 4
 LONG_TEXT = 200
-# "approve 批准 / reject 驳回 / return 退回申请人修改": labels a form gives its enum in the description.
-_LABELLED = re.compile(r"^\s*([\w.-]+)\s+([^/]+?)\s*$")
 
 
 @dataclass
@@ -52,23 +51,6 @@ class RenderedForm:
     description: str
     fields: list[Field]
     other_errors: list[str]
-
-
-def enum_options(schema: dict[str, Any]) -> list[tuple[str, str]]:
-    """(value, label) of an enum, from oneOf/const titles, x-enumNames or a labelled description."""
-    if "oneOf" in schema and all(isinstance(o, dict) and "const" in o for o in schema["oneOf"]):
-        return [(str(o["const"]), str(o.get("title") or o["const"])) for o in schema["oneOf"]]
-    values = schema.get("enum")
-    if not values:
-        return []
-    names = schema.get("x-enumNames")
-    if isinstance(names, list) and len(names) == len(values):
-        return [(str(v), str(n)) for v, n in zip(values, names, strict=True)]
-    labels: dict[str, str] = {}
-    for part in str(schema.get("description") or "").split("/"):
-        if m := _LABELLED.match(part):
-            labels[m.group(1)] = m.group(2)
-    return [(str(v), f"{labels[str(v)]}" if str(v) in labels else str(v)) for v in values]
 
 
 def is_file_ref(schema: dict[str, Any]) -> bool:
