@@ -18,6 +18,7 @@ class Settings:
     forms_dir: Path
     timezone: str
     var_dir: Path
+    audit_retention: str = "P20Y"  # OPSFLOW_AUDIT_RETENTION (engine/audit/archive.py)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -33,6 +34,7 @@ class Settings:
             forms_dir=Path(env.get("OPSFLOW_FORMS_DIR", ROOT / "forms")),
             timezone=env.get("OPSFLOW_TIMEZONE", "Asia/Shanghai"),
             var_dir=var_dir,
+            audit_retention=env.get("OPSFLOW_AUDIT_RETENTION") or "P20Y",
         )
 
     def secret_key(self) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,18 @@ class EngineContext:
         self.script_engine = ScriptEngine(environment=self.environment)
         # The case (id, acting user) whose engine steps are running, for services that act on it.
         self.current_case: ContextVar[tuple[int, str] | None] = ContextVar("opsflow_case", default=None)
+        # Where the action came from, on every audit event: "web 10.0.0.1", "api 10.0.0.1", "cli alice",
+        # "ticker"; "system" for what the engine does by itself.
+        self.source: ContextVar[str] = ContextVar(f"opsflow_source_{id(self)}", default="system")
 
     def now(self) -> datetime:
         return self.clock()
+
+    @contextmanager
+    def acting_from(self, source: str) -> Iterator[None]:
+        """Everything recorded inside comes from `source`."""
+        token = self.source.set(source)
+        try:
+            yield
+        finally:
+            self.source.reset(token)

@@ -161,6 +161,7 @@ class HumanTask(Base):
     answers: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # what was submitted (审批记录)
     return_reason: Mapped[str | None] = mapped_column(Text)  # reopened because the case was sent back
     returned_by: Mapped[str | None] = mapped_column(String(64))  # who sent it back; None: an automatic check
+    completed_revision: Mapped[int | None] = mapped_column(Integer)  # the case revision it completed at
 
 
 class MessageSubscription(Base):
@@ -185,7 +186,8 @@ class CaseLink(Base):
 
 
 class AuditEvent(Base):
-    """Append-only; each row's hash covers its content and the previous row's hash."""
+    """Append-only; `hash` covers the row's content and the previous row's `hash`: an HMAC under the
+    audit key from the head's `keyed_from` on, a plain SHA-256 before (engine/audit/chain.py)."""
 
     __tablename__ = "audit_event"
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -195,17 +197,24 @@ class AuditEvent(Base):
     instance_id: Mapped[int | None] = mapped_column(Integer, index=True)
     task_id: Mapped[str | None] = mapped_column(String(36))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    source: Mapped[str | None] = mapped_column(String(128))  # "web 10.0.0.1", "api …", "cli alice", "ticker"
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
 
 class AuditHead(Base):
-    """One row: the chain's tip, locked by every append so appends serialise."""
+    """One row: the chain's tip, locked by every append so appends serialise, and signed (`mac`) over
+    all its columns so stepping it back, or moving where keying began, needs the audit key."""
 
     __tablename__ = "audit_head"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_id: Mapped[int] = mapped_column(BigInteger, default=0)
     last_hash: Mapped[str] = mapped_column(String(64))
+    keyed_from: Mapped[int | None] = mapped_column(BigInteger)  # the first event signed with the key
+    key_id: Mapped[str | None] = mapped_column(String(16))  # names the key without revealing it
+    archived_to: Mapped[int] = mapped_column(BigInteger, default=0)  # events up to here moved to an archive
+    archived_hash: Mapped[str] = mapped_column(String(64), default="0" * 64)  # the last archived event's hash
+    mac: Mapped[str | None] = mapped_column(String(64))
 
 
 class Attachment(Base):

@@ -45,7 +45,7 @@ def approval_record(s: Session, definition: Any, instance_id: int) -> list[Appro
     """The case's completed tasks in the order they were done."""
     rows = list(s.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id,
                                                    HumanTask.state == "completed")
-                          .order_by(HumanTask.completed_at, HumanTask.created_at, HumanTask.id)))
+                          .order_by(HumanTask.completed_at, HumanTask.completed_revision, HumanTask.created_at)))
     people = {r.completed_by for r in rows if r.completed_by} | {r.acting_for for r in rows if r.acting_for}
     names = dict(s.execute(select(User.username, User.display_name).where(User.username.in_(people))).all()) \
         if people else {}

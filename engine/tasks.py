@@ -40,7 +40,7 @@ _OPEN_AS_READ = "WHERE id = :id AND state = 'open' AND COALESCE(assignee, '') = 
 _SET_ASSIGNEE = Sql(f"UPDATE human_task SET assignee = :assignee, claimed_at = :claimed_at {_OPEN_AS_READ}")
 _COMPLETE = Sql("UPDATE human_task SET state = 'completed', assignee = :assignee, claimed_at = :claimed_at, "
                 "completed_at = :completed_at, completed_by = :completed_by, acting_for = :acting_for, "
-                f"answers = :answers {_OPEN_AS_READ}")
+                f"answers = :answers, completed_revision = :revision {_OPEN_AS_READ}")
 
 MANAGER_ROLES = frozenset({"ops_manager", "supervisor", "it_head"})
 # Inbox orders by name (the web inbox's sort choices); the first is the default.
@@ -244,7 +244,7 @@ class TaskService:
                 with self.store.clock():  # a timer after this task is due from the engine's clock
                     spiff_task.run()
                 now = self.ctx.now()
-                self._mark_completed(s, task, actor.username, acting_for, now, data)
+                self._mark_completed(s, task, actor.username, acting_for, now, data, case_row.revision)
                 case.actor = actor.username
                 self.store.run_engine(case.workflow, case_row.id, actor.username)
                 created = self.store.save(s, case)
@@ -290,13 +290,14 @@ class TaskService:
         task.assignee, task.claimed_at = username, at
 
     def _mark_completed(self, s: Session, task: HumanTask, username: str, acting_for: str | None,
-                        now: datetime, answers: dict[str, Any]) -> None:
+                        now: datetime, answers: dict[str, Any], revision: int) -> None:
         """Completed by `username`; an unclaimed task counts as claimed by them at the same moment."""
         assignee, claimed_at = (task.assignee, task.claimed_at) if task.assignee else (username, now)
         db = self.ctx.db
         self._guarded(s, _COMPLETE, task, {"assignee": assignee, "claimed_at": db.time_in(claimed_at),
                                            "completed_at": db.time_in(now), "completed_by": username,
-                                           "acting_for": acting_for, "answers": db.json_in(answers)})
+                                           "acting_for": acting_for, "answers": db.json_in(answers),
+                                           "revision": revision})
         task.state, task.completed_at, task.completed_by, task.acting_for = "completed", now, username, acting_for
         task.answers = answers
         task.assignee, task.claimed_at = assignee, claimed_at

@@ -28,16 +28,16 @@ MIN_KEY_LENGTH = 32
 CHECKPOINT_FORMAT = "opsflow-audit-checkpoint/1"
 
 
-class AuditKeyError(OpsFlowError):
-    """No audit key, or not the one that signed this chain."""
-
-    code = "audit_key"
-
-
 class AuditUnavailable(OpsFlowError):
     """The trail cannot be written (its head is missing or unsigned, or the key is wrong): nothing is done."""
 
     code = "audit_unavailable"
+
+
+class AuditKeyError(AuditUnavailable):
+    """No audit key, or not the one that signed this chain."""
+
+    code = "audit_key"
 
 
 class AuditKey:

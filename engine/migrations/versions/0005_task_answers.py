@@ -1,6 +1,8 @@
 """each task's own answers, returns, and how a version stores answers
 
 human_task.answers: what the person submitted on that task (the approval record, 审批记录).
+human_task.completed_revision: the case revision a task was completed at (the record's order when
+several steps complete within one clock tick).
 human_task.return_reason / returned_by: the task reopened because the case was sent back (退回).
 process_definition.answers: "by_task" (each task's answers under its id, case fields only where the
 BPMN declares them) for versions deployed from now on; "shared" for the versions deployed before,
@@ -26,6 +28,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('answers', sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column('return_reason', sa.Text(), nullable=True))
         batch_op.add_column(sa.Column('returned_by', sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column('completed_revision', sa.Integer(), nullable=True))
     with op.batch_alter_table('process_definition', schema=None) as batch_op:
         batch_op.add_column(sa.Column('answers', sa.String(length=16), nullable=False, server_default='shared'))
 
@@ -34,6 +37,7 @@ def downgrade() -> None:
     with op.batch_alter_table('process_definition', schema=None) as batch_op:
         batch_op.drop_column('answers')
     with op.batch_alter_table('human_task', schema=None) as batch_op:
+        batch_op.drop_column('completed_revision')
         batch_op.drop_column('returned_by')
         batch_op.drop_column('return_reason')
         batch_op.drop_column('answers')
