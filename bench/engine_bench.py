@@ -324,7 +324,8 @@ class RawRunner:
             task = next((t for t in ready if step.username in t.data.values()), ready[0]) if len(ready) > 1 \
                 else ready[0]
             s0 = time.perf_counter()
-            task.set_data(**step.data)
+            # as the engine writes it: the task's answers under its id (gateways read them there)
+            task.set_data(**step.data, **{step.bpmn_id: dict(step.data)})
             task.run()
             workflow.do_engine_steps()
             steps.append(time.perf_counter() - s0)

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.definitions import case_fields_written
 from engine.forms import labelled_answers, outcome_field
 from engine.models import HumanTask, User
 
@@ -31,7 +32,8 @@ class ApprovalEntry:
     completed_at: datetime | None
     outcome: Any  # the value of the form's x-outcome field (approve / reject / return …), if it has one
     outcome_label: str | None  # the form's label for it (批准 / 驳回 / 退回)
-    answers: list[dict[str, Any]] = field(default_factory=list)  # field, label, value, text
+    answers: list[dict[str, Any]] = field(default_factory=list)  # the person's own words: field, label, value, text
+    facts: list[dict[str, Any]] = field(default_factory=list)  # what the step wrote as case fields (a request's)
     return_reason: str | None = None  # this task had reopened because the case was sent back
     returned_by: str | None = None
 
@@ -55,9 +57,13 @@ def approval_record(s: Session, definition: Any, instance_id: int) -> list[Appro
         answers = labelled_answers(form, row.answers or {})
         outcome = outcome_field(form)
         shown = next((a for a in answers if a["field"] == outcome), None)
+        rules = definition.rules.get(row.bpmn_id)
+        facts = case_fields_written(rules, form) if rules is not None and definition.by_task else set()
         who = row.completed_by or ""
         entries.append(ApprovalEntry(
             row.id, row.bpmn_id, row.name, row.role, who, names.get(who, who), row.acting_for, row.completed_at,
             shown["value"] if shown else None, str(shown["text"]) if shown else None,
-            [a for a in answers if a["field"] != outcome], row.return_reason, row.returned_by))
+            [a for a in answers if a["field"] != outcome and a["field"] not in facts],
+            [a for a in answers if a["field"] != outcome and a["field"] in facts],
+            row.return_reason, row.returned_by))
     return entries

@@ -48,7 +48,8 @@ def test_task_detail_has_its_form_and_data(api: Api) -> None:
     task = api.open_task(case, "approve_ops")
     body = api.ok(api.get(f"/tasks/{task['id']}", "liuyang"))
     assert body["form"] == "approval.json" and body["form_schema"]["type"] == "object"
-    assert body["data"]["implementer"] == "lina" and body["case_title"]
+    assert body["data"] == {} and body["case_data"]["implementer"] == "lina" and body["case_title"]
+    assert [(e["bpmn_id"], e["completed_by"]) for e in body["record"]] == [("request", "zhangwei")]
     assert error(api.get(f"/tasks/{task['id']}", "lina"), 403)["details"] == {"rule": "read"}
     error(api.get("/tasks/00000000-0000-0000-0000-000000000000", "liuyang"), 404, "not_found")
 
@@ -117,3 +118,48 @@ def test_complete_refusals(api: Api) -> None:
         "rule": "separation_of_duties"}
     assert error(api.post(f"/tasks/{task}/complete", "lina", {"data": APPROVE}), 403)["details"] == {"rule": "role"}
     error(api.post("/tasks/nope/complete", "liuyang", {"data": APPROVE}), 404)
+
+
+def test_an_extra_key_is_refused_with_422_naming_it_and_nothing_moves(api: Api) -> None:
+    case = submitted(api, rollback_tested=False, test_report={"name": "r.pdf", "sha256": "a" * 64,
+                                                               "signed_by": "huangmin"})
+    task = api.open_task(case, "approve_ops")["id"]
+    api.ok(api.post(f"/tasks/{task}/claim", "liuyang"))
+    refused = error(api.post(f"/tasks/{task}/complete", "liuyang",
+                             {"data": {"decision": "approve", "approval_route": "ops_manager"}}), 422)
+    assert [d["field"] for d in refused["details"]] == ["approval_route"]
+    assert api.open_task(case, "approve_ops")["id"] == task  # still open: nothing saved
+    api.ok(api.post(f"/tasks/{task}/complete", "liuyang", {"data": APPROVE}))
+    assert api.open_task(case, "approve_it_head")  # the IT head still approves
+
+
+def test_a_forged_type_marker_is_refused_and_the_case_stays_readable(api: Api) -> None:
+    case = api.start("change", "zhangwei", {"title": "变更"})
+    task = api.open_task(case, "request")["id"]
+    forged = change_request(plan_document={"typename": "datetime", "value": "bad"})
+    refused = error(api.post(f"/tasks/{task}/complete", "zhangwei", {"data": forged}), 422)
+    assert "plan_document.typename" in [d["field"] for d in refused["details"]]
+    start = error(api.post("/instances", "zhangwei", {"process_id": "change",
+                                                      "data": {"title": {"typename": "datetime", "value": "x"}}}), 422)
+    assert [d["field"] for d in start["details"]] == ["title.typename"]
+    preset = error(api.post("/instances", "zhangwei", {"process_id": "change",
+                                                       "data": {"approve_ops": {"decision": "approve"}}}), 422)
+    assert [d["field"] for d in preset["details"]] == ["approve_ops"]
+    assert api.ok(api.get(f"/instances/{case}", "zhangwei"))["status"] == "running"
+
+
+def test_the_case_lists_its_approval_record_with_labels(api: Api) -> None:
+    case = submitted(api)
+    task = api.open_task(case, "approve_ops")["id"]
+    api.ok(api.post(f"/tasks/{task}/claim", "liuyang"))
+    api.ok(api.post(f"/tasks/{task}/complete", "liuyang", {"data": {"decision": "return", "comment": "补充回退步骤"}}))
+    body = api.ok(api.get(f"/instances/{case}", "zhangwei"))
+    returned = body["record"][-1]
+    assert (returned["bpmn_id"], returned["completed_by"], returned["outcome"], returned["outcome_label"]) == (
+        "approve_ops", "liuyang", "return", "退回")
+    assert returned["answers"] == [{"field": "comment", "label": "审批意见", "value": "补充回退步骤",
+                                    "text": "补充回退步骤"}]
+    request = api.open_task(case, "request")
+    assert (request["assignee"], request["returned_by"]) == ("zhangwei", "liuyang")
+    assert request["return_reason"] == "运维负责人退回：补充回退步骤"
+    assert "approve_ops" not in body["data"]  # shown once, in the record

@@ -106,7 +106,7 @@ def test_a_clean_save_deploys_a_new_version_and_a_check_does_not(pages: Pages) -
 @pytest.mark.parametrize("name, content, expected", [
     ("notes.bpmn", b"just some text, not XML", "not well-formed XML"),
     ("page.bpmn", b"<html><body>hello</body></html>", "not a BPMN or DMN document"),
-    ("hostile.bpmn", CHANGE.replace('change_failed = False</bpmn:script>',
+    ("hostile.bpmn", CHANGE.replace('cab_votes = []</bpmn:script>',
                                     'change_failed = __import__("os").system("id")</bpmn:script>').encode(),
      "refused by the script sandbox"),
     ("entity.bpmn", b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>',

@@ -54,7 +54,7 @@ def test_valid_form_completes_and_the_next_task_goes_to_its_role(pages: Pages) -
     pages.sign_in("zhangwei")
     response = pages.post(f"/tasks/{task.id}", CHANGE_FORM)
     assert response.status_code == 302
-    data = pages.engine.tasks.get(pages.open_task(case, "approve_ops").id).data
+    data = pages.engine.tasks.get(pages.open_task(case, "approve_ops").id).case_data
     assert data["window_start"] == "2026-11-21T10:00:00+08:00" and data["rollback_tested"] is True
     assert data["affected_systems"] == [{"name": "办公自动化", "core": False}]
     pages.sign_in("liuyang")
@@ -111,3 +111,34 @@ def test_completed_task_cannot_be_submitted_twice(pages: Pages) -> None:
     assert pages.post(f"/tasks/{task.id}", CHANGE_FORM).status_code == 302
     assert pages.post(f"/tasks/{task.id}", CHANGE_FORM).status_code == 409
     assert 'id="task-form"' not in pages.get(f"/tasks/{task.id}").text
+
+
+def test_a_posted_field_the_form_does_not_declare_is_an_error_in_place(pages: Pages) -> None:
+    case = pages.submitted_change()
+    approval = pages.open_task(case, "approve_ops")
+    pages.sign_in("liuyang")
+    response = pages.post(f"/tasks/{approval.id}", {"decision": "approve", "approval_route": "none"})
+    assert response.status_code == 422
+    assert "表单中没有这些字段：approval_route" in response.text and 'id="form-errors"' in response.text
+    assert pages.open_task(case, "approve_ops").state == "open"
+
+
+def test_a_returned_request_shows_the_banner_and_the_approvers_words_once(pages: Pages) -> None:
+    case = pages.submitted_change()
+    approval = pages.open_task(case, "approve_ops")
+    pages.sign_in("liuyang")
+    assert pages.post(f"/tasks/{approval.id}", {"decision": "return", "comment": "请补充回退验证"}).status_code == 302
+    request = pages.open_task(case, "request")
+    pages.sign_in("zhangwei")
+    html = pages.get(f"/tasks/{request.id}").text
+    banner = html.split('id="returned"')[1].split("</div>")[0]
+    assert "已退回" in banner and "运维负责人退回：请补充回退验证" in banner and "退回人：" in banner
+    assert html.count("请补充回退验证") == 2  # the banner and the approval record; never in the form
+    assert 'id="f-comment"' not in html
+    record = html.split('id="approval-record"')[1].split("</table>")[0]
+    assert "运维负责人审批" in record and "退回" in record and "请补充回退验证" in record
+    assert 'value="办公系统参数调整"' in html  # the requester's own facts, to edit and resubmit
+    case_page = pages.get(f"/cases/{case}").text
+    assert case_page.count("请补充回退验证") == 1  # once, in the record (the history says 退回)
+    history = case_page.split('id="history"')[1].split("</table>")[0]
+    assert "退回" in history

@@ -29,12 +29,14 @@ def list_tasks(query: dict[str, Any]) -> dict[str, Any]:
 
 @endpoint("GET", "/tasks/{task_id}", rule="the assignee, the performer, holders of its role, "
           "supervisor/compliance/admin (engine: tasks.get)",
-          summary="A task with its JSON Schema form and the data it sees", tag="tasks",
+          summary="A task with its JSON Schema form, what the form opens with, the case's facts and "
+          "the approval record", tag="tasks",
           response=TaskDetailSchema, errors=(403, 404))
 def get_task(task_id: str) -> dict[str, Any]:
     detail = engine().tasks.get(task_id, actor())
     task = {column.key: getattr(detail.task, column.key) for column in HumanTask.__table__.columns}
     return {**task, "case_title": detail.case_title, "form_schema": detail.form, "data": detail.data,
+            "case_data": detail.case_data, "record": detail.record,
             "documentation": detail.documentation, "instructions": detail.instructions}
 
 
@@ -61,8 +63,9 @@ def assign_task(task_id: str, body: dict[str, Any]) -> Any:
 
 @endpoint("POST", "/tasks/{task_id}/complete", rule="the assignee (or, unclaimed, a holder of the role) not "
           "barred by separation of duties (engine: tasks.complete)",
-          summary="Validate the data against the form and complete the task", tag="tasks",
-          body=CompleteRequest, response=CompletedSchema, errors=(403, 404, 409))
+          summary="Validate the data against the form and complete the task; a key the form does not "
+          "declare is refused (422, naming it)", tag="tasks",
+          body=CompleteRequest, response=CompletedSchema, errors=(403, 404, 409, 422))
 def complete_task(task_id: str, body: dict[str, Any]) -> dict[str, Any]:
     created = engine().tasks.complete(task_id, actor(), body["data"])
     return {"id": task_id, "state": "completed", "next_tasks": created}

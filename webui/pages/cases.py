@@ -74,7 +74,10 @@ def show(instance_id: int) -> Any:
     progress = engine.progress(instance_id)
     names = _task_names(case.process_id, case.version)
     acting = {e.task_id: e.data.get("acting_for") for e in case.history if e.data.get("acting_for")}
-    history = [{"at": e.at, "actor": e.actor, "action": str(HISTORY_ACTIONS.get(e.action, e.action)),
+    # A completed step reads as its outcome (批准 / 驳回 / 退回), not a bare "completed".
+    outcomes = {e.task_id: e.outcome_label for e in case.record if e.outcome_label}
+    history = [{"at": e.at, "actor": e.actor, "action": outcomes.get(e.task_id) if e.action == "task.completed"
+                and e.task_id in outcomes else str(HISTORY_ACTIONS.get(e.action, e.action)),
                 "code": e.action, "task": names.get(str(e.data.get("task") or ""), e.data.get("task") or ""),
                 "acting_for": e.data.get("acting_for") or (acting.get(e.task_id) if e.action == "task.completed"
                                                             else None),

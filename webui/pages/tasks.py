@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from engine.errors import OpsFlowError, ValidationFailed
+from engine.forms import declared_fields
 from engine.identity import Actor
 from engine.models import HumanTask
 from engine.tasks import TaskDetail
@@ -43,6 +45,16 @@ def field_labels(definition_id: int) -> dict[str, str]:
     return labels
 
 
+_PAGE_INPUTS = frozenset({"csrf_token", "_action", "attachments"})
+
+
+def undeclared_inputs(schema: dict[str, Any], names: list[str]) -> list[str]:
+    """Posted inputs whose field the form does not declare (the page's own inputs aside)."""
+    declared = declared_fields(schema)
+    roots = {re.split(r"[.\[]", name, maxsplit=1)[0]: name for name in names}
+    return sorted(name for root, name in roots.items() if root not in declared and root not in _PAGE_INPUTS)
+
+
 def may_act(actor: Actor, task: HumanTask, holders: list[str]) -> bool:
     """Whether to offer the form (the engine still decides, separation of duties included)."""
     if task.state != "open":
@@ -69,7 +81,8 @@ def _render(detail: TaskDetail, data: dict[str, Any] | None = None, errors: list
         task.assignee in holders else None
     return render_template("task.html", detail=detail, task=task, form=form, may_act=may_act(g.actor, task, holders),
                            acting_for=acting_for, assignable=assignable, labels=field_labels(detail.definition_id),
-                           case_data=detail.data, now=engine.ctx.now(),
+                           case_data=detail.case_data, record=detail.record, now=engine.ctx.now(),
+                           users={u.username: u.display_name for u in engine.identity.users()},
                            attachments=engine.attachments.list(task.instance_id)), status
 
 
@@ -106,6 +119,10 @@ def submit(task_id: str) -> Any:
         if key.endswith(".__file"):
             files[key.removesuffix(".__file")] = {"name": row.filename, "sha256": row.sha256}
     data = renderer.parse(schema, request.form, files)
+    unknown = undeclared_inputs(schema, [*request.form.keys(), *request.files.keys()])
+    if unknown:  # a crafted post: say so in place rather than drop it silently
+        return _render(detail, data, [{"field": "(form)", "message": _("Not a field of this form: %(fields)s",
+                                                                        fields=", ".join(unknown))}], status=422)
     action = request.form.get("_action", "complete")
     if action.startswith("add:"):
         return _render(detail, data, upload_errors, {action[4:]: 1})
