@@ -43,18 +43,35 @@ def verdict(result: str, why: str) -> dict[str, str]:
     return {"result": result} if result == "success" else {"result": result, "comment": why}
 
 
-def passed_test_case(flow: Flow) -> int:
+def reported(flow: Flow) -> int:
     case = planned(flow)
     flow.do(case, "execute", "huangmin", CLEAN_RUN)
     flow.do(case, "report", "huangmin", report())
+    return case
+
+
+def passed_test_case(flow: Flow) -> int:
+    case = reported(flow)
     accept(flow, case)
     return case
+
+
+def outcomes(flow: Flow, case: int) -> list[tuple[str, str, str | None]]:
+    """The approval record as (step, who, outcome label)."""
+    return [(e.bpmn_id, e.completed_by, e.outcome_label) for e in flow.record(case)]
 
 
 def test_clean_test_passes_after_report_and_acceptance(flow: Flow) -> None:
     case = passed_test_case(flow)
     assert flow.status(case) == "completed"
-    assert flow.data(case)["outcome"] == "passed"
+    data = flow.data(case)
+    assert data["outcome"] == "passed"
+    # the plan and the report are facts of the case; the acceptances are answers, kept in the record
+    assert (data["system"], data["conclusion"], data["summary"]) == ("集中交易", "passed", "全部用例通过，性能满足要求")
+    assert not {"result", "comment", "accept_business", "accept_ops", "business_acceptance"} & set(data)
+    assert outcomes(flow, case) == [("plan", "huangmin", None), ("execute", "huangmin", None),
+                                    ("report", "huangmin", "通过"), ("accept_business", "zhoujie", "成功"),
+                                    ("accept_ops", "liuyang", "成功")]
 
 
 def test_defects_are_fixed_and_retested_until_none_remain(flow: Flow) -> None:
@@ -64,12 +81,19 @@ def test_defects_are_fixed_and_retested_until_none_remain(flow: Flow) -> None:
     assert "fix" in [t.bpmn_id for t in flow.inbox("lina")]
     flow.do(case, "fix", "lina", {"fixed": ["D-1"], "notes": "修正回报队列", "build": "5.2.1"})
     assert flow.task(case, "execute").assignee == "huangmin"
+    # the retest opens with the tester's own execution record to update, never the fix's answers
+    assert flow.prefill(case, "execute") == {**run_with_defects("D-1", "D-2"), "stop_testing": False}
     flow.do(case, "execute", "huangmin", run_with_defects("D-2"))
+    assert set(flow.prefill(case, "fix")) <= {"fixed", "notes", "build"}
     flow.do(case, "fix", "wangqiang", {"fixed": ["D-2"], "notes": "修正超时"})
     flow.do(case, "execute", "huangmin", CLEAN_RUN)
     flow.do(case, "report", "huangmin", report())
     accept(flow, case)
     assert flow.data(case)["outcome"] == "passed"
+    fixes = [(e.completed_by, {a["field"]: a["value"] for a in [*e.answers, *getattr(e, "facts", [])]})
+             for e in flow.record(case) if e.bpmn_id == "fix"]
+    assert fixes == [("lina", {"fixed": ["D-1"], "notes": "修正回报队列", "build": "5.2.1"}),
+                     ("wangqiang", {"fixed": ["D-2"], "notes": "修正超时"})]  # each round's own answers
 
 
 def test_fix_and_retest_loop_does_not_stall(flow: Flow) -> None:
@@ -88,14 +112,57 @@ def test_failed_report_ends_failed_without_acceptance(flow: Flow) -> None:
     flow.do(case, "report", "huangmin", report("failed"))
     assert flow.status(case) == "completed"
     assert flow.data(case)["outcome"] == "failed"
+    assert outcomes(flow, case)[-1] == ("report", "huangmin", "不通过")
+    assert flow.open_names(case) == []
 
 
 def test_rejected_acceptance_fails_the_test(flow: Flow) -> None:
-    case = planned(flow)
-    flow.do(case, "execute", "huangmin", CLEAN_RUN)
-    flow.do(case, "report", "huangmin", report())
+    case = reported(flow)
     accept(flow, case, ops="failed")
     assert flow.data(case)["outcome"] == "failed"
+    ops = flow.record(case)[-1]
+    assert (ops.bpmn_id, ops.completed_by, ops.outcome, ops.outcome_label) == (
+        "accept_ops", "liuyang", "failed", "失败")
+    assert {a["field"]: a["value"] for a in ops.answers} == {"comment": "监控未配置"}
+
+
+def test_operations_acceptance_opens_empty_after_business_failed_it_with_a_comment(flow: Flow) -> None:
+    case = reported(flow)
+    flow.do(case, "accept_business", "zhoujie", {"result": "failed", "comment": "对账不一致"})
+    assert flow.prefill(case, "accept_ops") == {}  # nobody's verdict or comment pre-selected
+    flow.do(case, "accept_ops", "liuyang", SUCCESS)
+    assert flow.data(case)["outcome"] == "failed"  # read from each acceptance's own answers
+    assert outcomes(flow, case)[-2:] == [("accept_business", "zhoujie", "失败"), ("accept_ops", "liuyang", "成功")]
+
+
+def test_business_acceptance_opens_empty_after_operations_accepted_with_a_comment(flow: Flow) -> None:
+    case = reported(flow)
+    flow.do(case, "accept_ops", "liuyang", {"result": "success", "comment": "监控与告警已核对"})
+    assert flow.prefill(case, "accept_business") == {}
+    flow.do(case, "accept_business", "zhoujie", SUCCESS)
+    assert flow.data(case)["outcome"] == "passed"
+
+
+def test_undeclared_fields_steering_the_test_are_refused_and_nothing_moves(flow: Flow) -> None:
+    case = planned(flow)
+    with pytest.raises(ValidationFailed) as refused:  # a computed count that would skip the fix
+        flow.do(case, "execute", "huangmin", {**run_with_defects("D-4"), "open_defects": 0})
+    assert [e.field for e in refused.value.errors] == ["open_defects"]
+    assert flow.open_names(case) == ["execute"]
+    assert flow.record(case)[-1].bpmn_id == "plan"  # nothing saved
+    flow.do(case, "execute", "huangmin", run_with_defects("D-4"))
+    assert flow.open_names(case) == ["fix"]
+    flow.do(case, "fix", "lina", {"fixed": ["D-4"], "notes": "修复"})
+    flow.do(case, "execute", "huangmin", CLEAN_RUN)
+    with pytest.raises(ValidationFailed) as refused:  # the test's outcome is the process's to compute
+        flow.do(case, "report", "huangmin", {**report("failed"), "outcome": "passed"})
+    assert [e.field for e in refused.value.errors] == ["outcome"]
+    flow.do(case, "report", "huangmin", report())
+    with pytest.raises(ValidationFailed) as refused:  # the old shared key the outcome was read from
+        flow.do(case, "accept_business", "zhoujie", {"result": "failed", "comment": "差异",
+                                                      "business_acceptance": "success"})
+    assert [e.field for e in refused.value.errors] == ["business_acceptance"]
+    assert flow.open_names(case) == ["accept_business", "accept_ops"]
 
 
 def test_plan_must_attest_a_safe_environment_and_performance_for_trading_paths(flow: Flow) -> None:
