@@ -81,6 +81,13 @@ class LoadedDefinition:
     def by_task(self) -> bool:
         return self.answers == "by_task"
 
+    @property
+    def record_keys(self) -> frozenset[str]:
+        """Case keys whose content the approval record or the 已退回 banner shows (answers, return
+        reasons): a page's case-data panel leaves them out, so each person's words appear once."""
+        reasons = {r.return_reason for r in self.rules.values() if r.return_reason and r.return_reason.isidentifier()}
+        return self.answer_keys | reasons
+
     def form_of(self, rules: UserTaskRules) -> dict[str, Any] | None:
         return self.forms.get(rules.form) if rules.form else None
 

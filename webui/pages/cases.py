@@ -83,7 +83,9 @@ def show(instance_id: int) -> Any:
                                                             else None),
                 "detail": _history_detail(e.action, e.data)} for e in case.history]
     users = {u.username: u.display_name for u in engine.identity.users()}
+    shown = engine.repository.load(case.definition_id).record_keys
     return render_template("case.html", case=case, progress=progress, history=history,
+                           facts={k: v for k, v in case.data.items() if k not in shown},
                            labels=field_labels(case.definition_id), users=users,
                            attachments=engine.attachments.list(instance_id), now=engine.ctx.now())
 

@@ -81,7 +81,9 @@ def _render(detail: TaskDetail, data: dict[str, Any] | None = None, errors: list
         task.assignee in holders else None
     return render_template("task.html", detail=detail, task=task, form=form, may_act=may_act(g.actor, task, holders),
                            acting_for=acting_for, assignable=assignable, labels=field_labels(detail.definition_id),
-                           case_data=detail.case_data, record=detail.record, now=engine.ctx.now(),
+                           case_data={k: v for k, v in detail.case_data.items()
+                                      if k not in engine.repository.load(detail.definition_id).record_keys},
+                           record=detail.record, now=engine.ctx.now(),
                            users={u.username: u.display_name for u in engine.identity.users()},
                            attachments=engine.attachments.list(task.instance_id)), status
 
