@@ -13,6 +13,7 @@ from engine.errors import LintFailed, ValidationFailed
 from engine.models import ProcessDefinition
 from engine.spiff.parsing import SourceFile
 from tests.conftest import FIXTURES, ROOT
+from tests.engine.test_cli import ok, opsflow  # noqa: F401
 
 TWO_LANES = (FIXTURES / "two_lanes.bpmn").read_text(encoding="utf-8")
 REQUEST = {"title": "开通只读权限", "system": "清算", "reason": "季度对账需要查询"}
@@ -84,3 +85,27 @@ def test_a_version_deployed_before_the_rule_keeps_its_shared_keys(engine: Proces
     engine.tasks.complete(approval, people["li"], {"decision": "approve"})
     assert "end_ok" in engine.progress(case).completed
     assert engine.runtime.show(case).record[-1].outcome == "approve"
+
+
+def test_the_command_line_refuses_an_extra_key_and_shows_the_record(opsflow) -> None:  # noqa: F811
+    ok(opsflow("init"))
+    ok(opsflow("user", "add", "zhang", "--role", "staff"))
+    ok(opsflow("user", "add", "liu", "--role", "ops_manager", "--display-name", "刘洋"))
+    ok(opsflow("deploy", str(FIXTURES / "two_lanes.bpmn")))
+    case_id = ok(opsflow("start", "access_request", "--as", "zhang")).strip()
+    request = json.loads(ok(opsflow("tasks", "--as", "zhang", "--json")))[0]["id"]
+    ok(opsflow("complete", request, "--as", "zhang", "--data", json.dumps(REQUEST)))
+    approval = json.loads(ok(opsflow("tasks", "--as", "liu", "--json")))[0]["id"]
+    ok(opsflow("claim", approval, "--as", "liu"))
+    forged = opsflow("complete", approval, "--as", "liu", "--data",
+                     '{"decision": "approve", "approve": {"decision": "approve"}, "when": {"typename": "date"}}')
+    assert forged.returncode == 1
+    assert "  approve: " in forged.stderr and "  when: " in forged.stderr
+    assert json.loads(ok(opsflow("task", approval, "--json")))["state"] == "open"  # nothing saved
+    ok(opsflow("complete", approval, "--as", "liu", "--data", '{"decision": "reject", "comment": "无业务依据"}'))
+    shown = json.loads(ok(opsflow("show", case_id, "--json")))
+    assert [(e["bpmn_id"], e["completed_by_name"], e["outcome_label"]) for e in shown["record"]] == [
+        ("request", "zhang", None), ("approve", "刘洋", "驳回")]
+    assert shown["record"][1]["answers"] == [{"field": "comment", "label": "意见", "value": "无业务依据",
+                                             "text": "无业务依据"}]
+    assert "驳回" in ok(opsflow("show", case_id))
