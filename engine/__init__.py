@@ -39,7 +39,7 @@ class ProcessEngine:
                  services: dict[str, Callable[..., Any]] | None = None) -> None:
         self.ctx = EngineContext(settings, clock, functions, services)
         self.audit = AuditService(self.ctx)
-        self.identity = IdentityService(self.ctx)
+        self.identity = IdentityService(self.ctx, self.audit)
         self.repository = RepositoryService(self.ctx, self.identity, self.audit)
         self.store = CaseStore(self.ctx, self.repository, self.identity)
         self.runtime = RuntimeService(self.ctx, self.repository, self.identity, self.audit, self.store)
@@ -52,11 +52,11 @@ class ProcessEngine:
         self.attachments = AttachmentService(self.ctx, self.audit)
         # Services BPMN service tasks may call (spiffworkflow:serviceTaskOperator id="...").
         self.ctx.environment.services.setdefault("start_case", self.runtime.start_linked_case)
-        self.calendar = CalendarService(settings.processes_dir / "calendar")
+        self.calendar = CalendarService(settings.processes_dir / "calendar", self.audit)
         self.ctx.environment.services.setdefault("trading_window_check", self.calendar.check_window)
         self.store.calendar = self.calendar  # due times in working (trading) days
         # Time passing: case timers, escalations, notifications, timer starts (engine/jobs.py, ticker.py).
-        self.notify = NotifyService(self.ctx)
+        self.notify = NotifyService(self.ctx, self.audit)
         self.jobs = JobService(self.ctx, self.repository, self.runtime, self.store, self.identity, self.audit,
                                self.notify)
         for name, service in LibraryServices(self.ctx, self.identity, self.runtime,
@@ -71,7 +71,7 @@ class ProcessEngine:
         """Create or upgrade the schema to the newest Alembic revision."""
         from engine.migrations import upgrade
 
-        upgrade(self.ctx.db.engine)
+        upgrade(self.ctx.db.engine, audit_anchor=self.audit.anchor)
 
     def init(self, demo: bool = False, demo_password: str = "opsflow") -> dict[str, Any]:
         """Create or upgrade the schema, seed roles, deploy processes/, and add demo users."""

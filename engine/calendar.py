@@ -7,13 +7,17 @@ Files are re-read when they change, so a process owner's edit applies without a 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from engine.audit import AuditService
 
 
 @dataclass(frozen=True)
@@ -155,8 +159,9 @@ def _verdict(ok: bool, window_class: str, reason: str, hits: list[Session] | Non
 class CalendarService:
     """The calendar behind the `trading_window_check` service, reloaded when its files change."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, audit: AuditService | None = None) -> None:
         self.directory = directory
+        self.audit = audit  # where holiday imports are recorded (the engine passes it; a bare reader needs none)
         self._lock = threading.Lock()
         self._loaded: tuple[tuple[float, ...], TradingCalendar] | None = None
 
@@ -169,6 +174,25 @@ class CalendarService:
 
     def check_window(self, start: str, end: str, markets: list[str] | None = None) -> dict[str, Any]:
         return self.calendar().check_window(start, end, markets)
+
+    def import_holidays(self, text: str, file_name: str, by: str = "system") -> dict[int, int]:
+        """`import_holidays` into this calendar, recorded in the audit trail with the days it added."""
+        if self.audit is None:
+            raise RuntimeError("a calendar without an audit trail cannot import")
+        path = self.directory / "holidays.json"
+        previous = path.read_text(encoding="utf-8")
+        before = {d for days in json.loads(previous).get("closed", {}).values() for d in days}
+        try:
+            with self.audit.ctx.db.transaction() as s:
+                counts = import_holidays(self.directory, text)
+                after = {d for days in json.loads(path.read_text(encoding="utf-8"))["closed"].values() for d in days}
+                self.audit.record(s, by, "calendar.holidays_imported", data={
+                    "file": file_name, "sha256": hashlib.sha256(text.encode()).hexdigest(),
+                    "added": sorted(after - before), "years": {str(y): n for y, n in counts.items()}})
+        except Exception:
+            path.write_text(previous, encoding="utf-8")  # not recorded, so not changed
+            raise
+        return counts
 
 
 def import_holidays(directory: Path, text: str) -> dict[int, int]:

@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 a user error (one line on stderr, never a traceback), 2
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from datetime import datetime
@@ -13,8 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from engine import ProcessEngine
+from engine.cli_audit import add_commands as add_audit_commands
 from engine.errors import LintFailed, OpsFlowError, ValidationFailed
 from engine.spiff.parsing import SourceFile
+
+CLI = "cli"  # the actor of what an operator does from the shell (the event's source names the OS user)
+
+
+def _cli_source() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a bare container)
+        user = "?"
+    return f"cli {user}"
 
 
 def _json(value: Any) -> str:
@@ -53,11 +65,15 @@ def task_json(t: Any) -> dict[str, Any]:
 
 # commands -------------------------------------------------------------------------------------
 def cmd_init(engine: ProcessEngine, args: argparse.Namespace) -> int:
+    retention = engine.audit.retention()  # a bad OPSFLOW_AUDIT_RETENTION is refused before anything changes
     result = engine.init(demo=args.demo)
     for d in result["deployed"]:
         print(f"{'deployed' if d.changed else 'unchanged'} {d.process_id} v{d.version}  {d.name}")
     if result["demo_users"]:
         print(f"demo users added (password 'opsflow'): {', '.join(result['demo_users'])}")
+    key = engine.audit.key()
+    print(f"audit key: {key.where} (id {key.id}); keep a copy apart from the database backups")
+    print(f"audit retention: {retention.text}")
     print(f"database ready: {engine.ctx.settings.database_url}")
     return 0
 
@@ -85,27 +101,43 @@ def cmd_deploy(engine: ProcessEngine, args: argparse.Namespace) -> int:
 
 def cmd_user_add(engine: ProcessEngine, args: argparse.Namespace) -> int:
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
-    actor = engine.identity.add_user(args.name, args.role, args.display_name, password)
+    actor = engine.identity.add_user(args.name, args.role, args.display_name, password, by=CLI)
     if args.email:
-        engine.notify.set_email(actor.username, args.email)  # where escalation e-mails go
+        engine.notify.set_email(actor.username, args.email, by=CLI)  # where escalation e-mails go
     print(f"user {actor.username} ({actor.display_name}) roles: {', '.join(sorted(actor.roles))}")
     return 0
 
 
 def cmd_user_email(engine: ProcessEngine, args: argparse.Namespace) -> int:
-    engine.notify.set_email(args.name, args.email or None)
+    engine.notify.set_email(args.name, args.email or None, by=CLI)
     print(f"user {args.name} e-mail: {args.email or '-'}")
     return 0
 
 
 def cmd_user_roles(engine: ProcessEngine, args: argparse.Namespace) -> int:
-    actor = engine.identity.set_roles(args.name, args.role)
+    actor = engine.identity.set_roles(args.name, args.role, by=CLI)
     print(f"user {actor.username} roles: {', '.join(sorted(actor.roles))}")
     return 0
 
 
+def cmd_user_active(engine: ProcessEngine, args: argparse.Namespace) -> int:
+    active = args.user_command == "activate"
+    revoked = engine.identity.set_active(args.name, active, by=CLI)
+    print(f"user {args.name} {'activated' if active else f'deactivated; {revoked} token(s) revoked'}")
+    return 0
+
+
+def cmd_user_passwd(engine: ProcessEngine, args: argparse.Namespace) -> int:
+    password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise OpsFlowError("no password on stdin")
+    engine.identity.set_password(args.name, password, by=CLI)
+    print(f"user {args.name}: password set")
+    return 0
+
+
 def cmd_token_create(engine: ProcessEngine, args: argparse.Namespace) -> int:
-    print(engine.identity.create_token(args.name))
+    print(engine.identity.create_token(args.name, by=CLI))
     return 0
 
 
@@ -201,15 +233,6 @@ def cmd_show(engine: ProcessEngine, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit_verify(engine: ProcessEngine, args: argparse.Namespace) -> int:
-    report = engine.audit.verify()
-    if report.ok:
-        print(f"audit chain intact: {report.events} events")
-        return 0
-    print(f"audit chain broken at event {report.first_bad_id}: {report.reason}", file=sys.stderr)
-    return 1
-
-
 def cmd_tick(engine: ProcessEngine, args: argparse.Namespace) -> int:
     """Fire what is due once (case timers, escalations, notifications, timer starts) and exit."""
     engine.jobs.sync_start_timers()
@@ -255,13 +278,11 @@ def cmd_serve(engine: ProcessEngine, args: argparse.Namespace) -> int:
 
 
 def cmd_calendar_import(engine: ProcessEngine, args: argparse.Namespace) -> int:
-    from engine.calendar import import_holidays
-
     path = Path(args.file)
     if not path.is_file():
         raise OpsFlowError(f"{args.file}: no such file")
     try:
-        counts = import_holidays(engine.ctx.settings.processes_dir / "calendar", path.read_text(encoding="utf-8"))
+        counts = engine.calendar.import_holidays(path.read_text(encoding="utf-8"), path.name, by=CLI)
     except ValueError as exc:
         raise OpsFlowError(f"{args.file}: {exc}") from None
     for year, days in counts.items():
@@ -299,6 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name")
     c.add_argument("--role", nargs="+", required=True, action="extend")
     c.set_defaults(func=cmd_user_roles)
+    for name, what in (("deactivate", "sign a user out for good and revoke their tokens"),
+                       ("activate", "let a deactivated user back in")):
+        c = user.add_parser(name, help=what)
+        c.add_argument("name")
+        c.set_defaults(func=cmd_user_active)
+    c = user.add_parser("passwd", help="set a user's password (read from stdin)")
+    c.add_argument("name")
+    c.add_argument("--password-stdin", action="store_true", required=True)
+    c.set_defaults(func=cmd_user_passwd)
 
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
     c = token.add_parser("create")
@@ -368,9 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("file")
     c.set_defaults(func=cmd_calendar_import)
 
-    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command", required=True)
-    c = audit.add_parser("verify")
-    c.set_defaults(func=cmd_audit_verify)
+    add_audit_commands(sub)
     return p
 
 
@@ -379,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = None
     try:
         engine = ProcessEngine.from_env()
+        engine.ctx.source.set(_cli_source())
         if args.command != "init":
             from engine.migrations import is_current
 

@@ -33,7 +33,7 @@ class EngineContext:
         self.current_case: ContextVar[tuple[int, str] | None] = ContextVar("opsflow_case", default=None)
         # Where the action came from, on every audit event: "web 10.0.0.1", "api 10.0.0.1", "cli alice",
         # "ticker"; "system" for what the engine does by itself.
-        self.source: ContextVar[str] = ContextVar(f"opsflow_source_{id(self)}", default="system")
+        self.source: ContextVar[str] = ContextVar("opsflow_source", default="system")
 
     def now(self) -> datetime:
         return self.clock()

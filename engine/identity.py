@@ -1,4 +1,7 @@
-"""Users, roles and API tokens. Passwords are Argon2-hashed; tokens are stored as SHA-256."""
+"""Users, roles and API tokens. Passwords are Argon2-hashed; tokens are stored as SHA-256.
+
+Every change to who may do what is in the audit trail (`by`: who made it; the CLI passes "cli").
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.audit import AuditService
 from engine.context import EngineContext
 from engine.db import Sql
 from engine.errors import BadRequest, Conflict, NotFound
@@ -38,30 +42,34 @@ class Actor:
 
 
 class IdentityService:
-    def __init__(self, ctx: EngineContext) -> None:
+    def __init__(self, ctx: EngineContext, audit: AuditService) -> None:
         self.ctx = ctx
+        self.audit = audit
         self._role_names: dict[str, str] | None = None
 
     # roles ------------------------------------------------------------------------------------
-    def seed_roles(self, path: Path) -> int:
+    def seed_roles(self, path: Path, by: str = "system") -> int:
         """Add the roles of a JSON file that are not there yet (admins may add more later)."""
         roles = json.loads(path.read_text(encoding="utf-8"))
-        added = 0
+        added = []
         with self.ctx.db.transaction() as s:
             existing = {r.key for r in s.scalars(select(Role))}
             for r in roles:
                 if r["key"] not in existing:
                     s.add(Role(key=r["key"], name_zh=r["name_zh"], name_en=r["name_en"],
                                description=r.get("description", "")))
-                    added += 1
+                    added.append(r["key"])
+            if added:
+                self.audit.record(s, by, "roles.seeded", data={"file": path.name, "roles": added})
         self._role_names = None
-        return added
+        return len(added)
 
-    def add_role(self, key: str, name_zh: str, name_en: str, description: str = "") -> None:
+    def add_role(self, key: str, name_zh: str, name_en: str, description: str = "", by: str = "system") -> None:
         with self.ctx.db.transaction() as s:
             if s.get(Role, key) is not None:
                 raise Conflict(f"role {key!r} already exists")
             s.add(Role(key=key, name_zh=name_zh, name_en=name_en, description=description))
+            self.audit.record(s, by, "role.added", data={"role": key, "name_zh": name_zh, "name_en": name_en})
         self._role_names = None
 
     def roles(self) -> list[Role]:
@@ -82,7 +90,7 @@ class IdentityService:
 
     # users ------------------------------------------------------------------------------------
     def add_user(self, username: str, roles: list[str], display_name: str | None = None,
-                 password: str | None = None) -> Actor:
+                 password: str | None = None, by: str = "system") -> Actor:
         username = username.strip()
         if not username or len(username) > 64 or any(c.isspace() for c in username):
             raise BadRequest("a username is 1-64 characters without spaces")
@@ -95,19 +103,41 @@ class IdentityService:
                         created_at=self.ctx.now(), roles=[UserRole(role_key=k) for k in keys])
             s.add(user)
             s.flush()
+            self.audit.record(s, by, "user.added", data={"username": username, "display_name": user.display_name,
+                                                          "roles": keys, "password": password is not None})
             return self._actor(user)
 
-    def set_roles(self, username: str, roles: list[str]) -> Actor:
+    def set_roles(self, username: str, roles: list[str], by: str = "system") -> Actor:
         with self.ctx.db.transaction() as s:
             user = self._user(s, username)
+            before = sorted(user.role_keys)
             keys = self._check_roles(s, roles)
             user.roles = [UserRole(user_id=user.id, role_key=k) for k in keys]
             s.flush()
+            self.audit.record(s, by, "user.roles_set", data={"username": username, "roles": keys, "before": before})
             return self._actor(user)
 
-    def set_password(self, username: str, password: str) -> None:
+    def set_active(self, username: str, active: bool, by: str = "system") -> int:
+        """Deactivate (signed out at the next request; every token revoked) or reactivate a user.
+        Returns how many tokens were revoked."""
+        with self.ctx.db.transaction() as s:
+            user = self._user(s, username)
+            user.active = active
+            revoked = 0
+            if not active:
+                now = self.ctx.now()
+                for token in s.scalars(select(ApiToken).where(ApiToken.user_id == user.id,
+                                                              ApiToken.revoked_at.is_(None))):
+                    token.revoked_at = now
+                    revoked += 1
+            self.audit.record(s, by, "user.activated" if active else "user.deactivated",
+                              data={"username": username, "tokens_revoked": revoked})
+            return revoked
+
+    def set_password(self, username: str, password: str, by: str = "system") -> None:
         with self.ctx.db.transaction() as s:
             self._user(s, username).password_hash = _hasher.hash(password)
+            self.audit.record(s, by, "user.password_set", data={"username": username})
 
     def locale(self, username: str) -> str | None:
         """The UI language the user chose (zh_CN unless they switched)."""
@@ -147,13 +177,19 @@ class IdentityService:
             return self._actor(user) if user and user.password_hash else None
 
     # tokens -----------------------------------------------------------------------------------
-    def create_token(self, username: str, valid_for: timedelta | None = timedelta(days=90)) -> str:
+    def create_token(self, username: str, valid_for: timedelta | None = timedelta(days=90),
+                     by: str | None = None) -> str:
+        """A new API token for the user (`by`: who asked; the user themselves unless given)."""
         token = "ofl_" + secrets.token_urlsafe(32)
         with self.ctx.db.transaction() as s:
             user = self._user(s, username)
             now = self.ctx.now()
-            s.add(ApiToken(user_id=user.id, token_hash=_token_hash(token), created_at=now,
-                           expires_at=now + valid_for if valid_for else None))
+            row = ApiToken(user_id=user.id, token_hash=_token_hash(token), created_at=now,
+                           expires_at=now + valid_for if valid_for else None)
+            s.add(row)
+            s.flush()
+            self.audit.record(s, by or username, "token.created",
+                              data={"username": username, "token_id": row.id, "expires_at": row.expires_at})
         return token
 
     def actor_for_token(self, token: str) -> Actor | None:
@@ -173,6 +209,8 @@ class IdentityService:
             if row is None:
                 return False
             row.revoked_at = self.ctx.now()
+            username = s.scalar(select(User.username).where(User.id == row.user_id)) or "?"
+            self.audit.record(s, username, "token.revoked", data={"username": username, "token_id": row.id})
             return True
 
     # helpers ----------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from engine.audit import AuditService
 from engine.context import EngineContext
 from engine.errors import BadRequest
 from engine.models import Job, Notification, User
@@ -103,8 +104,9 @@ class Message:
 
 
 class NotifyService:
-    def __init__(self, ctx: EngineContext, settings: NotifySettings | None = None) -> None:
+    def __init__(self, ctx: EngineContext, audit: AuditService, settings: NotifySettings | None = None) -> None:
         self.ctx = ctx
+        self.audit = audit
         self.settings = settings or NotifySettings.from_env()
 
     def configure(self, **changes: Any) -> NotifySettings:
@@ -134,7 +136,7 @@ class NotifyService:
                 query = query.where(Notification.id.in_([int(i) for i in ids]))
             return s.execute(query.values(read_at=self.ctx.now())).rowcount or 0
 
-    def set_email(self, username: str, email: str | None) -> None:
+    def set_email(self, username: str, email: str | None, by: str = "system") -> None:
         if email is not None and ("@" not in email or any(c.isspace() for c in email) or len(email) > 256):
             raise BadRequest(f"{email!r} is not an e-mail address")
         with self.ctx.db.transaction() as s:
@@ -142,6 +144,7 @@ class NotifyService:
             if user is None:
                 raise BadRequest(f"unknown user {username!r}")
             user.email = email or None
+            self.audit.record(s, by, "user.email_set", data={"username": username, "email": user.email})
 
     # sending -------------------------------------------------------------------------------------
     def notify(self, s: Session, usernames: Iterable[str], message: Message,

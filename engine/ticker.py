@@ -32,14 +32,16 @@ _started: dict[int, BaseScheduler] = {}
 _lock = threading.Lock()
 
 
-def _tick(engine: Any) -> None:
+def tick_once(engine: Any) -> None:
+    """One scheduled tick: what it fires is recorded as coming from the ticker."""
     try:
-        report = engine.jobs.tick()
-        _log(report)
-        # Keep going while a tick hit its limit, so a backlog (after downtime) drains quickly.
-        while len(report.timers) >= 100 or len(report.done) + len(report.retrying) + len(report.failed) >= 100:
+        with engine.ctx.acting_from("ticker"):
             report = engine.jobs.tick()
             _log(report)
+            # Keep going while a tick hit its limit, so a backlog (after downtime) drains quickly.
+            while len(report.timers) >= 100 or len(report.done) + len(report.retrying) + len(report.failed) >= 100:
+                report = engine.jobs.tick()
+                _log(report)
     except Exception:  # noqa: BLE001 (a failed tick is logged; the next one runs as usual)
         log.exception("tick failed")
 
@@ -53,7 +55,7 @@ def _log(report: Any) -> None:
 def _configure(scheduler: BaseScheduler, engine: Any, interval: float) -> BaseScheduler:
     scheduler.configure(jobstores={"default": MemoryJobStore()},
                         executors={"default": ThreadPoolExecutor(1)}, timezone=UTC)
-    scheduler.add_job(_tick, "interval", args=[engine], id=JOB_ID, seconds=interval,
+    scheduler.add_job(tick_once, "interval", args=[engine], id=JOB_ID, seconds=interval,
                       next_run_time=datetime.now(UTC),  # at once: fire what fell due while stopped
                       max_instances=1, coalesce=True, misfire_grace_time=None, replace_existing=True)
     return scheduler

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, current_app, jsonify
+from flask import Flask, current_app, g, jsonify, request
 
 from engine import ProcessEngine
 
@@ -27,6 +27,18 @@ def create_app(engine: ProcessEngine | None = None, config: dict[str, Any] | Non
 
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     register_pages(app)
+
+    @app.before_request
+    def note_source() -> None:
+        """Every audit event of this request says where it came from (the API or the pages, and the peer)."""
+        channel = "api" if request.path.startswith("/api/") else "web"
+        g.opsflow_source = engine.ctx.source.set(f"{channel} {request.remote_addr or '-'}")
+
+    @app.teardown_request
+    def forget_source(_error: BaseException | None) -> None:
+        token = g.pop("opsflow_source", None)
+        if token is not None:
+            engine.ctx.source.reset(token)
 
     @app.get("/healthz")
     def healthz() -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from engine.audit import AuditUnavailable
 from engine.errors import (
     BadRequest,
     Conflict,
@@ -21,6 +22,7 @@ STATUS: dict[type[OpsFlowError], int] = {
     ValidationFailed: 422,
     LintFailed: 422,
     ProcessError: 422,
+    AuditUnavailable: 503,  # nothing is done while the trail cannot be written
 }
 
 

@@ -94,6 +94,8 @@ def write_archive(out: Path, key: AuditKey, head: Head, before: datetime, now: d
     there is none. The file is complete and read back before this returns."""
     if out.exists():
         raise BadRequest(f"{out} exists: an archive is never overwritten")
+    if not out.parent.is_dir():
+        raise BadRequest(f"{out.parent} is not a directory")
     partial = out.with_name(out.name + ".partial")
     header = {"format": ARCHIVE_FORMAT, "first_id": head.archived_to + 1, "prev_hash": head.archived_hash,
               "keyed_from": head.keyed_from, "key_id": key.id, "before": before.isoformat(),
@@ -132,9 +134,13 @@ def write_archive(out: Path, key: AuditKey, head: Head, before: datetime, now: d
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    written = read_archive(out, key)
-    if (written.count, written.last_id, written.last_hash) != (walk.count, walk.last_id, walk.prev):
-        raise OpsFlowError(f"{out} did not read back as written; nothing was removed")
+    try:
+        written = read_archive(out, key)
+        if (written.count, written.last_id, written.last_hash) != (walk.count, walk.last_id, walk.prev):
+            raise OpsFlowError(f"{out} did not read back as written")
+    except BaseException:
+        out.unlink(missing_ok=True)  # a file that does not read back is no archive; nothing was removed
+        raise
     return written
 
 

@@ -180,7 +180,7 @@ class AuditService:
         watch = read_checkpoint(key, checkpoint) if checkpoint is not None else None
         with self._snapshot() as s:
             head = self._head(s)
-            head_problem = self._head_problem(head, key)
+            head_problem = self._head_problem(s, head, key)
             if head is None:
                 first = s.scalars(select(AuditEvent).order_by(AuditEvent.id).limit(1)).first()
                 walk = ChainWalk(key, first.id - 1 if first else 0, first.prev_hash if first else "", None)
@@ -198,6 +198,8 @@ class AuditService:
                         break
                 last = rows[-1].id
         problem = walk.problem or head_problem or walk.end(head)
+        if walk.problem is not None and head_problem is not None:  # the row first, but never hide the head
+            problem = Problem(walk.problem.first_bad_id, f"{walk.problem.reason}; and {head_problem.reason}")
         note = None
         if problem is None and watch is not None and head is not None:
             problem, note = _against_checkpoint(walk, head, *watch, checkpoint.get("at", "?") if checkpoint else "?")
@@ -209,15 +211,18 @@ class AuditService:
         return ChainReport(True, **common)
 
     @staticmethod
-    def _head_problem(head: Head | None, key: AuditKey) -> Problem | None:
+    def _head_problem(s: Session, head: Head | None, key: AuditKey) -> Problem | None:
         if head is None:
             return None  # the walk's end names it, with what is present
         if head.key_id is None:
             return Problem(head.last_id + 1, "the audit head is not signed (keying never began, or its "
                                              "signature was removed)")
         if head.key_id != key.id:
+            if _signs_the_events(s, head, key):
+                return Problem(head.last_id + 1, f"the audit head names key {head.key_id}, but the events are "
+                                                 "signed with this key: the head was edited")
             raise AuditKeyError(f"the audit key ({key.where}, id {key.id}) is not the one that signed this chain "
-                                f"({head.key_id})")
+                                f"({head.key_id}), or the chain was rewritten without a key")
         if not head_signed(head, key):
             return Problem(head.last_id + 1, "the audit head's signature does not match: it was edited, or "
                                              f"stepped back (it names event {head.last_id} as the last)")
@@ -278,6 +283,15 @@ class AuditService:
                 "first_id": archived.first_id, "last_id": archived.last_id, "events": archived.count,
                 "before": before.isoformat(), "file": out.name, "sha256": archived.sha256})
         return archived
+
+
+def _signs_the_events(s: Session, head: Head, key: AuditKey) -> bool:
+    """Does this key sign the first keyed event still in the database (the head's key id aside)?"""
+    row = s.scalars(select(AuditEvent).where(AuditEvent.id >= max(head.keyed_from or 1, head.archived_to + 1))
+                    .order_by(AuditEvent.id).limit(1)).first()
+    return row is not None and key.signed(event_body(row.prev_hash, row.id, row.at, row.actor, row.action,
+                                                     row.instance_id, row.task_id, row.data, row.source, True),
+                                          row.hash)
 
 
 def _against_checkpoint(walk: ChainWalk, head: Head, last_id: int, last_hash: str,

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import delete, select, update
 
-from tests.conftest import FIXTURES, ROOT
+from engine import ProcessEngine
+from engine.models import AuditEvent, AuditHead
+from tests.conftest import FIXTURES, ROOT, Clock, make_settings
+from tests.engine.local_servers import WebhookServer, webhook_server  # noqa: F401
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "bpmn-miwg-reference"
 
@@ -23,14 +30,23 @@ def opsflow(database_url: str, tmp_path: Path):
     shutil.copy(ROOT / "processes" / "roles.json", processes)
     env = {**os.environ, "OPSFLOW_DATABASE_URL": database_url, "OPSFLOW_VAR_DIR": str(tmp_path / "var"),
            "OPSFLOW_PROCESSES_DIR": str(processes), "OPSFLOW_FORMS_DIR": str(FIXTURES / "forms")}
+    env.pop("OPSFLOW_AUDIT_KEY", None)
 
-    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-        result = subprocess.run([sys.executable, "-m", "engine.cli", *args], env=env, cwd=tmp_path,
-                                capture_output=True, text=True, input=stdin, timeout=120)
+    def run(*args: str, stdin: str | None = None, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "engine.cli", *args], env={**env, **(extra or {})},
+                                cwd=tmp_path, capture_output=True, text=True, input=stdin, timeout=120)
         assert "Traceback" not in result.stderr, result.stderr
         return result
 
     return run
+
+
+@pytest.fixture
+def same_database(database_url: str, tmp_path: Path) -> Iterator[ProcessEngine]:
+    """The database (and key) the commands use, opened in the test to look at and to tamper with."""
+    eng = ProcessEngine(make_settings(database_url, tmp_path))
+    yield eng
+    eng.close()
 
 
 def ok(result: subprocess.CompletedProcess) -> str:
@@ -39,7 +55,7 @@ def ok(result: subprocess.CompletedProcess) -> str:
 
 
 def test_walkthrough_from_init_to_audit_verify(opsflow) -> None:
-    ok(opsflow("init"))
+    assert "audit key: " in ok(opsflow("init"))
     ok(opsflow("user", "add", "zhang", "--role", "staff", "--display-name", "张伟", "--password-stdin",
                stdin="pass-word\n"))
     ok(opsflow("user", "add", "liu", "--role", "运维负责人"))
@@ -66,7 +82,7 @@ def test_walkthrough_from_init_to_audit_verify(opsflow) -> None:
     assert shown["status"] == "completed"
     assert [e["action"] for e in shown["history"]] == ["case.started", "task.completed", "task.claimed",
                                                        "task.completed"]
-    assert "audit chain intact: 5 events" in ok(opsflow("audit", "verify"))
+    assert "audit chain intact: 9 events" in ok(opsflow("audit", "verify"))
 
 
 def test_user_errors_are_one_line_and_exit_1(opsflow) -> None:
@@ -115,3 +131,104 @@ def test_every_corpus_file_goes_through_deploy_check_without_a_crash(opsflow) ->
             lines = result.stderr.strip().splitlines()
             assert lines and all(line.startswith(f"{path}:") for line in lines), (path, result.stderr)
             assert "unexpected" not in result.stderr, (path, result.stderr)
+
+
+# the audit trail ------------------------------------------------------------------------------------
+def one_line_error(result: subprocess.CompletedProcess, message: str) -> None:
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+def test_user_token_and_calendar_commands_are_audited_as_from_the_cli(opsflow, same_database: ProcessEngine,
+                                                                       tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "processes" / "calendar", tmp_path / "processes" / "calendar")
+    holidays = tmp_path / "holidays-2031.txt"
+    holidays.write_text("2031-02-03,春节\n", encoding="utf-8")
+    ok(opsflow("init"))
+    ok(opsflow("user", "add", "ma", "--role", "staff", "--password-stdin", stdin="pw-123456\n"))
+    ok(opsflow("user", "roles", "ma", "--role", "staff", "cab"))
+    ok(opsflow("token", "create", "ma"))
+    assert "1 token(s) revoked" in ok(opsflow("user", "deactivate", "ma"))
+    ok(opsflow("user", "activate", "ma"))
+    ok(opsflow("user", "passwd", "ma", "--password-stdin", stdin="pw-654321\n"))
+    ok(opsflow("user", "email", "ma", "ma@firm.cn"))
+    ok(opsflow("calendar", "import-holidays", str(holidays)))
+    events = same_database.audit.events()
+    assert [(e.action, e.actor) for e in events[2:]] == [
+        ("user.added", "cli"), ("user.roles_set", "cli"), ("token.created", "cli"), ("user.deactivated", "cli"),
+        ("user.activated", "cli"), ("user.password_set", "cli"), ("user.email_set", "cli"),
+        ("calendar.holidays_imported", "cli")]
+    assert {e.source for e in events} == {f"cli {getpass.getuser()}"}
+    assert events[-1].data["added"] == ["2031-02-03"]
+
+
+def test_checkpoint_verify_and_a_forged_checkpoint(opsflow, same_database: ProcessEngine, tmp_path: Path) -> None:
+    ok(opsflow("init"))
+    ok(opsflow("user", "add", "ma", "--role", "staff"))
+    checkpoint = json.loads(ok(opsflow("audit", "checkpoint")))
+    kept = tmp_path / "checkpoint.json"
+    kept.write_text(json.dumps(checkpoint))
+    assert f"(event {checkpoint['last_id']}) confirmed" in ok(opsflow("audit", "verify", "--checkpoint", str(kept)))
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps({**checkpoint, "last_id": 1}))
+    one_line_error(opsflow("audit", "verify", "--checkpoint", str(forged)), "signature does not match")
+    one_line_error(opsflow("audit", "verify", "--checkpoint", str(tmp_path / "none.json")), "no such file")
+
+    with same_database.ctx.db.transaction() as s:  # cut the tail and step the head back
+        end = s.get(AuditEvent, checkpoint["last_id"] - 1)
+        s.execute(delete(AuditEvent).where(AuditEvent.id > end.id))
+        s.execute(update(AuditHead).values(last_id=end.id, last_hash=end.hash))
+    one_line_error(opsflow("audit", "verify"), "audit chain broken: the audit head's signature does not match")
+    one_line_error(opsflow("audit", "verify", "--checkpoint", str(kept)), "audit chain broken")
+    one_line_error(opsflow("audit", "checkpoint"), "no checkpoint of a broken chain")
+
+
+def test_checkpoint_post_sends_it_to_the_webhook(opsflow, webhook_server: WebhookServer) -> None:  # noqa: F811
+    ok(opsflow("init"))
+    one_line_error(opsflow("audit", "checkpoint", "--post"), "--post needs the webhook")
+    webhook = {"OPSFLOW_WEBHOOK_URL": webhook_server.url}
+    printed = json.loads(ok(opsflow("audit", "checkpoint", "--post", extra=webhook)))
+    [sent] = webhook_server.requests
+    assert json.loads(sent["json"]["body"]) == printed
+    webhook_server.answer_next(500, {})
+    one_line_error(opsflow("audit", "checkpoint", "--post", extra=webhook),
+                   "checkpoint not posted: webhook answered HTTP 500")
+
+
+def test_a_missing_or_wrong_audit_key_is_one_line_and_exit_1(opsflow, tmp_path: Path) -> None:
+    ok(opsflow("init"))
+    wrong = {"OPSFLOW_AUDIT_KEY": "a-different-key-that-is-long-enough-0123"}
+    one_line_error(opsflow("audit", "verify", extra=wrong), "is not the one that signed this chain")
+    one_line_error(opsflow("user", "add", "ma", "--role", "staff", extra=wrong), "is not the one that signed")
+    (tmp_path / "var" / "audit.key").unlink()
+    one_line_error(opsflow("audit", "verify"), "error: no audit key: set OPSFLOW_AUDIT_KEY or restore")
+    one_line_error(opsflow("user", "add", "ma", "--role", "staff"), "error: no audit key")
+
+
+def test_retention_under_six_months_is_refused(opsflow, tmp_path: Path) -> None:
+    short = {"OPSFLOW_AUDIT_RETENTION": "P3M"}
+    one_line_error(opsflow("init", extra=short), "OPSFLOW_AUDIT_RETENTION='P3M' is under the minimum of six months")
+    ok(opsflow("init"))
+    one_line_error(opsflow("audit", "archive", "--out", str(tmp_path / "a.jsonl"), extra=short),
+                   "under the minimum of six months")
+    assert opsflow("audit", "archive").returncode == 2
+    assert "nothing to archive" in ok(opsflow("audit", "archive", "--out", str(tmp_path / "a.jsonl")))
+    assert not (tmp_path / "a.jsonl").exists()
+
+
+def test_archived_events_verify_from_their_file_and_the_rest_from_the_anchor(opsflow, database_url: str,
+                                                                              tmp_path: Path) -> None:
+    ok(opsflow("init"))
+    ok(opsflow("user", "add", "ma", "--role", "staff"))
+    later = ProcessEngine(make_settings(database_url, tmp_path), clock=Clock(Clock().now + timedelta(days=21 * 366)))
+    try:
+        archived = later.audit.archive(tmp_path / "audit-2026.jsonl.gz")
+        assert archived is not None and archived.count == 3
+        with later.ctx.db.transaction() as s:
+            assert s.scalars(select(AuditEvent.action)).all() == ["audit.archived"]
+    finally:
+        later.close()
+    assert "events up to 3 archived" in ok(opsflow("audit", "verify"))
+    archive = str(tmp_path / "audit-2026.jsonl.gz")
+    assert "archive intact: events 1–3 (3)" in ok(opsflow("audit", "verify-archive", archive))
+    one_line_error(opsflow("audit", "archive", "--out", archive), "never overwritten")

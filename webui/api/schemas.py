@@ -207,6 +207,9 @@ class AuditEventSchema(Schema):
     instance_id = fields.Integer(allow_none=True, required=True)
     task_id = fields.String(allow_none=True, required=True)
     data = fields.Dict(required=True)
+    source = fields.String(allow_none=True, required=True, metadata={
+        "description": "where the action came from: 'web ADDRESS', 'api ADDRESS', 'cli OS-USER', 'ticker', "
+                       "'system'; null on events from before sources were kept"})
     prev_hash = fields.String(required=True)
     hash = fields.String(required=True)
 
