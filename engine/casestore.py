@@ -252,7 +252,8 @@ class CaseStore:
             role = self.identity.resolve_role(rules.lane) or (rules.lane or "")
             reason = self._return_reason(rules, task.data)
             returned_to = self._returned_to(s, row.id, rules, role) if reason else None
-            assignee = returned_to or named_assignee(self.identity, rules, role, task.data, row.started_by)
+            # the person the case names for this step (one instance's owner) comes first; else who submitted it
+            assignee = named_assignee(self.identity, rules, role, task.data, row.started_by) or returned_to
             if assignee and rules.separation_of_duties:
                 if done is None:
                     done = performers(s, row.id)

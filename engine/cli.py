@@ -176,12 +176,15 @@ def cmd_task(engine: ProcessEngine, args: argparse.Namespace) -> int:
     detail = engine.tasks.get(args.task_id)
     t = detail.task
     out = {**task_json(t), "case_title": detail.case_title, "form_schema": detail.form, "data": detail.data,
-           "documentation": detail.documentation}
+           "case_data": detail.case_data, "record": [e.to_json() for e in detail.record],
+           "return_reason": t.return_reason, "returned_by": t.returned_by, "documentation": detail.documentation}
     if args.json:
         print(_json(out))
         return 0
     print(f"{detail.title}  ({t.bpmn_id}, case {t.instance_id}: {detail.case_title})")
     print(f"state {t.state}; role {t.role}; assignee {t.assignee or '-'}; due {_local(engine, t.due_at)}")
+    if t.return_reason:
+        print(f"已退回 (returned) by {t.returned_by or '自动检查 (an automatic check)'}: {t.return_reason}")
     if detail.documentation:
         print(detail.documentation)
     if detail.form:
@@ -217,13 +220,19 @@ def cmd_show(engine: ProcessEngine, args: argparse.Namespace) -> int:
                      "data": case.data, "open_tasks": [task_json(t) for t in case.open_tasks],
                      "history": [{"id": e.id, "at": e.at, "actor": e.actor, "action": e.action,
                                   "task_id": e.task_id, "data": e.data} for e in case.history],
-                     "links": case.links}))
+                     "links": case.links, "record": [e.to_json() for e in case.record]}))
         return 0
     print(f"case {case.id}: {case.title}  [{case.process_id} v{case.version}]  {case.status}")
     print(f"started by {case.started_by} at {_local(engine, case.started_at)}")
     print("open tasks:" if case.open_tasks else "open tasks: none")
     for t in case.open_tasks:
         print(f"  {t.id}  {t.name}  → {t.assignee or '[' + t.role + ']'}  due {_local(engine, t.due_at)}")
+    print("approval record (审批记录):" if case.record else "approval record: none yet")
+    for entry in case.record:
+        who = entry.completed_by + (f" for {entry.acting_for}" if entry.acting_for else "")
+        said = "; ".join(f"{a['label']}: {a['text']}" for a in entry.answers if a["text"] not in (None, ""))
+        print(f"  {_local(engine, entry.completed_at)}  {entry.name}  {entry.outcome_label or '已完成'}  {who}"
+              + (f"  — {said}" if said else ""))
     print("history:")
     for e in case.history:
         what = e.data.get("task") or e.data.get("reason") or ""

@@ -340,7 +340,8 @@ def start_data_errors(definition: Any, data: dict[str, Any]) -> list[FieldError]
         errors += [FieldError(k, f"“{k}” holds the answers of a task and cannot be set at start")
                    for k in data if k in definition.answer_keys]
         errors += [FieldError(k, f"“{k}” is computed by the process ({definition.computed[k]}) and cannot "
-                                 "be set at start") for k in data if k in definition.computed]
+                                 "be set at start") for k in data
+                   if k in definition.computed and k not in definition.answer_keys]
     return errors
 
 

@@ -89,7 +89,8 @@ def test_form_that_is_not_valid_json_schema_is_refused(engine: ProcessEngine, tm
 
 
 def test_condition_with_a_syntax_error_is_refused_at_deploy(engine: ProcessEngine) -> None:
-    problems = problems_of(engine, TWO_LANES.replace('decision == "approve"', 'decision ==== "approve"'))
+    problems = problems_of(engine, TWO_LANES.replace('approve["decision"] == "approve"',
+                                                     'approve["decision"] ==== "approve"'))
     assert any("condition refused by the script sandbox" in p for p in problems)
 
 

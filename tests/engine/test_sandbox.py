@@ -125,9 +125,10 @@ AT_RUN = [c for c in CASES if c.values[0].when == "run"]
 
 
 # BPMN built in the test (the shape of tests/fixtures/two_lanes.bpmn) --------------------------
-def _user_task(task_id: str, name: str, form: str) -> str:
+def _user_task(task_id: str, name: str, form: str, case_fields: str = "") -> str:
+    fields = f'<spiffworkflow:property name="caseFields" value="{case_fields}" />' if case_fields else ""
     return (f'<bpmn:userTask id="{task_id}" name="{name}"><bpmn:extensionElements><spiffworkflow:properties>'
-            f'<spiffworkflow:property name="formJsonSchemaFilename" value="{form}" />'
+            f'<spiffworkflow:property name="formJsonSchemaFilename" value="{form}" />{fields}'
             f"</spiffworkflow:properties></bpmn:extensionElements></bpmn:userTask>")
 
 
@@ -206,9 +207,9 @@ total += 5
 
 
 def legit_process(pid: str) -> bytes:
-    """request -> calc (script) -> approve -> decided: decision == "approve" ? outcome approved : rejected."""
+    """request -> calc (script) -> approve -> decided: approve["decision"] == "approve" ? approved : rejected."""
     body = ['<bpmn:startEvent id="start" name="开始" />',
-            _user_task("request", "填写申请", "access_request.json"),
+            _user_task("request", "填写申请", "access_request.json", case_fields="*"),
             f'<bpmn:scriptTask id="calc" name="计算"><bpmn:script>{escape(LEGIT_SCRIPT)}</bpmn:script>'
             "</bpmn:scriptTask>",
             _user_task("approve", "审批", "approval.json"),
@@ -221,7 +222,7 @@ def legit_process(pid: str) -> bytes:
             '<bpmn:endEvent id="end_rejected" name="已驳回" />',
             _flow("f1", "start", "request"), _flow("f2", "request", "calc"), _flow("f3", "calc", "approve"),
             _flow("f4", "approve", "decided"),
-            _flow("f_ok", "decided", "mark_ok", 'decision == "approve"'),
+            _flow("f_ok", "decided", "mark_ok", 'approve["decision"] == "approve"'),
             _flow("f_rejected", "decided", "mark_rejected"),
             _flow("f5", "mark_ok", "end_ok"), _flow("f6", "mark_rejected", "end_rejected")]
     return _definitions(pid, ["start", "request", "calc"],

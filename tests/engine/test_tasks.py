@@ -52,7 +52,7 @@ def test_valid_form_completes_and_opens_the_role_task_with_due_time(engine: Proc
     approval = submit_request(engine, people)
     assert (approval.name, approval.role, approval.assignee) == ("审批", "ops_manager", None)
     assert approval.due_at == clock.now + __import__("datetime").timedelta(days=1)
-    assert engine.tasks.get(approval.id).data["system"] == "集中交易"
+    assert engine.tasks.get(approval.id).case_data["system"] == "集中交易"
 
 
 def test_approval_comment_is_required_unless_approving(engine: ProcessEngine, people, case) -> None:

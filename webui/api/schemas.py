@@ -147,12 +147,48 @@ class TaskSchema(Schema):
     claimed_at = fields.DateTime(allow_none=True, required=True)
     completed_at = fields.DateTime(allow_none=True, required=True)
     completed_by = fields.String(allow_none=True, required=True)
+    acting_for = fields.String(allow_none=True, metadata={"description": "the holder a substitute (A/B角) acted for"})
+    return_reason = fields.String(allow_none=True, metadata={
+        "description": "set when the task reopened because the case was sent back (退回): why"})
+    returned_by = fields.String(allow_none=True, metadata={
+        "description": "who sent it back; null for an automatic check"})
+
+
+class AnswerSchema(Schema):
+    field = fields.String(required=True)
+    label = fields.String(required=True, metadata={"description": "the form's title for the field"})
+    value = fields.Raw(required=True, allow_none=True)
+    text = fields.Raw(required=True, allow_none=True, metadata={"description": "the form's label for the value"})
+
+
+class RecordEntrySchema(Schema):
+    """One completed step of the approval record (审批记录)."""
+    task_id = fields.String(required=True)
+    bpmn_id = fields.String(required=True)
+    name = fields.String(required=True)
+    role = fields.String(required=True)
+    completed_by = fields.String(required=True)
+    completed_by_name = fields.String(required=True)
+    acting_for = fields.String(allow_none=True, required=True)
+    completed_at = fields.DateTime(allow_none=True, required=True)
+    outcome = fields.Raw(allow_none=True, required=True, metadata={"description": "approve / reject / return …"})
+    outcome_label = fields.String(allow_none=True, required=True, metadata={"description": "批准 / 驳回 / 退回 …"})
+    answers = fields.List(fields.Nested(AnswerSchema), required=True, metadata={
+        "description": "the person's own words (comment, conditions …) under the form's labels"})
+    facts = fields.List(fields.Nested(AnswerSchema), required=True, metadata={
+        "description": "what the step wrote as case fields (a request's title, systems, window …)"})
+    return_reason = fields.String(allow_none=True, required=True)
+    returned_by = fields.String(allow_none=True, required=True)
 
 
 class TaskDetailSchema(TaskSchema):
     case_title = fields.String(required=True)
     form_schema = fields.Dict(allow_none=True, required=True, metadata={"description": "JSON Schema of the form"})
-    data = fields.Dict(required=True, metadata={"description": "the case data the task sees (open tasks)"})
+    data = fields.Dict(required=True, metadata={
+        "description": "what the form opens with: the case fields this task edits, never another task's answers"})
+    case_data = fields.Dict(required=True, metadata={"description": "the case's facts so far (read-only)"})
+    record = fields.List(fields.Nested(RecordEntrySchema), required=True, metadata={
+        "description": "the approval record so far: each completed step with who, when, outcome and answers"})
     documentation = fields.String(allow_none=True, required=True)
     instructions = fields.String(allow_none=True, required=True)
 
@@ -237,6 +273,8 @@ class InstanceDetailSchema(Schema):
     open_tasks = fields.List(fields.Nested(TaskSchema), required=True)
     history = fields.List(fields.Nested(AuditEventSchema), required=True)
     links = fields.List(fields.Nested(LinkSchema), required=True)
+    record = fields.List(fields.Nested(RecordEntrySchema), required=True, metadata={
+        "description": "the approval record (审批记录): each completed step with who, when, outcome and answers"})
 
 
 class StartRequest(Schema):
