@@ -48,6 +48,7 @@ from bench.common import (
     state_bytes,
     summary_ms,
 )
+from engine.casestore import instance_output_item
 
 
 # sizes --------------------------------------------------------------------------------------------
@@ -324,8 +325,12 @@ class RawRunner:
             task = next((t for t in ready if step.username in t.data.values()), ready[0]) if len(ready) > 1 \
                 else ready[0]
             s0 = time.perf_counter()
-            # as the engine writes it: the task's answers under its id (gateways read them there)
-            task.set_data(**step.data, **{step.bpmn_id: dict(step.data)})
+            # as the engine writes it: the task's answers under its id (gateways read them there), and a
+            # multi-instance's answers also under its output item (engine/tasks.py)
+            answers = {step.bpmn_id: dict(step.data)}
+            if item := instance_output_item(task):
+                answers[item] = dict(step.data)
+            task.set_data(**step.data, **answers)
             task.run()
             workflow.do_engine_steps()
             steps.append(time.perf_counter() - s0)
