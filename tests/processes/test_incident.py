@@ -103,16 +103,32 @@ def test_late_response_escalates_by_priority(flow: Flow) -> None:
     resolve_and_close(flow, case)
 
 
-def test_restore_not_confirmed_goes_back_to_the_engineer(flow: Flow) -> None:
+def test_restore_not_confirmed_reopens_for_the_engineer_who_resolved_it(flow: Flow) -> None:
     flow.engine.identity.add_user("zhaoyi", ["ops_engineer", "duty_officer"], "赵一")
     case = reported(flow)
     flow.do(case, "respond", "zhaoyi", {"assessment": "网关异常"})
+    assert flow.task(case, "resolve").return_reason is None  # the first round is no return
     flow.do(case, "resolve", "zhaoyi", RESOLVED)
     with pytest.raises(Forbidden) as refused:  # who resolved it does not confirm it
         flow.engine.tasks.claim(flow.task(case, "confirm").id, flow.user("zhaoyi"))
     assert refused.value.rule == "separation_of_duties"
     flow.do(case, "confirm", "wuhao", {"result": "failed", "comment": "仍有客户无法登录"})
-    flow.do(case, "resolve", "lina", RESOLVED)
+
+    resolve = flow.task(case, "resolve")
+    assert resolve.assignee == "zhaoyi"  # back to the engineer who resolved it, not the queue
+    assert (resolve.return_reason, resolve.returned_by) == ("值班员确认未恢复：仍有客户无法登录", "wuhao")
+    assert "resolve" not in [t.bpmn_id for t in flow.inbox("lina")]
+    opening = flow.prefill(case, "resolve")
+    assert opening["actions"] == RESOLVED["actions"]  # the engineer's own record, to extend
+    assert "result" not in opening and "comment" not in opening
+    failed = flow.record(case)[-1]
+    assert (failed.bpmn_id, failed.completed_by, failed.outcome, failed.outcome_label) == (
+        "confirm", "wuhao", "failed", "失败")
+    assert {a["field"]: a["value"] for a in failed.answers} == {"comment": "仍有客户无法登录"}
+
+    flow.do(case, "resolve", "zhaoyi", {**RESOLVED, "workaround": "切换至备用登录网关"})
+    assert flow.prefill(case, "confirm") == {}  # the second confirmation opens empty: no stale 失败
+    assert flow.task(case, "confirm").return_reason is None
     flow.do(case, "confirm", "wuhao", {"result": "success"})
     with pytest.raises(ValidationFailed):  # no root cause and no problem: cannot close
         flow.do(case, "close", "liuyang", {"problem_needed": False})
@@ -123,3 +139,55 @@ def test_restore_not_confirmed_goes_back_to_the_engineer(flow: Flow) -> None:
     assert links(flow, problem) == [("problem", "from", "incident")]
     assert flow.open_names(problem) == ["register"]
     assert flow.data(problem)["description"] == "部分客户登录超时；根因待问题管理分析"
+    closed = flow.record(case)[-1]
+    assert closed.bpmn_id == "close"
+    assert {a["field"]: a["value"] for a in closed.answers} == {"comment": "根因待问题管理分析"}
+    assert {a["field"]: a["value"] for a in closed.facts} == {"problem_needed": True}
+
+
+def test_each_step_keeps_its_own_answers_and_the_reports_facts_are_the_cases(flow: Flow) -> None:
+    case = reported(flow)
+    flow.do(case, "respond", "lina", {"assessment": "登录网关连接池耗尽", "impact": "high"})
+    flow.do(case, "resolve", "lina", RESOLVED)
+    assert flow.prefill(case, "confirm") == {}  # a verification opens empty
+    flow.do(case, "confirm", "wuhao", {"result": "success", "comment": "客户登录恢复正常"})
+    opening = flow.prefill(case, "close")
+    assert "comment" not in opening and "result" not in opening  # the duty officer's words are not the close's
+    flow.do(case, "close", "liuyang", {"problem_needed": False, "root_cause": "连接池上限配置过低",
+                                       "comment": "已调整上限"})
+    data = flow.engine.runtime.show(case).data
+    assert (data["title"], data["impact"], data["assessment"]) == ("网上交易登录缓慢", "high", "登录网关连接池耗尽")
+    assert (data["root_cause"], data["problem_needed"]) == ("连接池上限配置过低", False)
+    assert "comment" not in data and "result" not in data  # answers stay with their steps
+    steps = [(e.bpmn_id, e.completed_by, e.outcome_label) for e in flow.record(case)]
+    assert steps == [("report", "zhangwei", None), ("respond", "lina", None), ("resolve", "lina", None),
+                     ("confirm", "wuhao", "成功"), ("close", "liuyang", None)]
+    confirmed = flow.record(case)[3]
+    assert [(a["label"], a["text"]) for a in confirmed.answers] == [("说明", "客户登录恢复正常")]
+
+
+def test_a_form_cannot_overwrite_the_computed_grading(flow: Flow) -> None:
+    case = reported(flow, impact="high", urgency="medium")  # P2
+    with pytest.raises(ValidationFailed) as refused:
+        flow.do(case, "respond", "lina", {"assessment": "影响有限", "priority": "P4", "reportable": False})
+    assert sorted(e.field for e in refused.value.errors) == ["priority", "reportable"]
+    assert flow.open_names(case) == ["respond"]  # nothing moved
+    assert flow.data(case)["priority"] == "P2"
+    flow.do(case, "respond", "lina", {"assessment": "影响有限"})
+    assert flow.open_names(case) == ["resolve"]
+    assert flow.engine.runtime.show(case).data["priority"] == "P2"
+
+
+def test_a_monitoring_alert_opens_an_incident_without_a_report(flow: Flow) -> None:
+    opened = flow.engine.alerts.receive(flow.user("wuhao"), source="zabbix", fingerprint="web-login-latency",
+                                        status="firing", severity="major", system="网上交易",
+                                        text="登录接口 P99 延迟超过 3 秒")
+    case = opened.instance_id
+    assert flow.open_names(case) == ["respond"]  # monitoring skips the manual report
+    data = flow.data(case)
+    assert (data["source"], data["priority"], data["system_class"], data["level"]) == (
+        "monitoring", "P2", "网上交易", "一般")
+    # the engineer reviews the impact and urgency monitoring reported: the case's own facts, not answers
+    assert flow.prefill(case, "respond") == {"impact": "high", "urgency": "medium"}
+    resolve_and_close(flow, case)
+    assert [e.bpmn_id for e in flow.record(case)] == ["respond", "resolve", "confirm", "close"]
