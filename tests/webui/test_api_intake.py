@@ -90,7 +90,7 @@ def test_new_alert_opens_an_incident_graded_by_the_dmn(api: Api) -> None:
     assert case["process_id"] == "incident" and case["started_by"] == "wuhao"
     assert "网上交易" in case["title"]
     respond = api.open_task(opened["instance_id"], "respond")  # monitoring skips the manual report
-    data = api.ok(api.get(f"/tasks/{respond['id']}", "lina"))["data"]
+    data = api.ok(api.get(f"/tasks/{respond['id']}", "lina"))["case_data"]
     assert (data["source"], data["impact"], data["urgency"], data["priority"]) == ("monitoring", "high", "medium", "P2")
     assert data["system_class"] == "网上交易" and data["level"]
 

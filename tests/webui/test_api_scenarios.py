@@ -41,7 +41,7 @@ def test_an_alert_opens_an_incident_and_its_repeat_and_resolution_update_it(api:
     opened = api.ok(api.post("/alerts", "wuhao", alert), 201)
     case = opened["instance_id"]
     respond = api.open_task(case, "respond")
-    assert api.ok(api.get(f"/tasks/{respond['id']}", "lina"))["data"]["priority"] == "P1"
+    assert api.ok(api.get(f"/tasks/{respond['id']}", "lina"))["case_data"]["priority"] == "P1"
     assert respond["id"] in {t["id"] for t in api.ok(api.get("/tasks?scope=group", "lina"))["items"]}
     repeat = api.ok(api.post("/alerts", "wuhao", {**alert, "occurred_at": "2026-11-20T18:07:00+08:00"}))
     assert (repeat["action"], repeat["instance_id"]) == ("appended", case)
