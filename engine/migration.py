@@ -105,6 +105,11 @@ class MigrationService:
     # rules ----------------------------------------------------------------------------------------
     def _refusal(self, state: dict[str, Any], source: LoadedDefinition, target: LoadedDefinition,
                  changes: VersionDiff) -> tuple[str | None, tuple[str, ...]]:
+        if source.answers != target.answers:
+            # the new version reads each decision by task; a case whose decisions sit in shared keys
+            # would reach a gateway that cannot find them
+            return (f"version {target.version} keeps each task's answers by task and version {source.version} "
+                    "in shared keys: the case finishes on its own version"), ()
         old_specs = _task_specs(source)
         new_specs = _task_specs(target)
         touched = changes.touched()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import update
 
 from engine import ProcessEngine
 from engine.errors import Forbidden
+from engine.models import ProcessDefinition
 from engine.spiff.parsing import SourceFile
 from engine.versions import diff
 from tests.conftest import FIXTURES
@@ -112,3 +114,17 @@ def test_only_a_process_owner_may_migrate(engine: ProcessEngine, people) -> None
     deploy(engine, V1)
     with pytest.raises(Forbidden):
         engine.migration.migrate(people["li"], "access_request")
+
+
+def test_a_case_on_a_version_with_shared_keys_finishes_where_it_is(engine: ProcessEngine, people, owner) -> None:
+    deploy(engine, V1)
+    with engine.ctx.db.transaction() as s:  # a version deployed before answers were kept by task
+        s.execute(update(ProcessDefinition).values(answers="shared"))
+    engine.repository._cache.clear()
+    waiting = at_approval(engine, people)
+    deploy(engine, V2)
+    report = engine.migration.migrate(owner, "access_request", dry_run=False)
+    assert [(r.ok, r.reason) for r in report] == [
+        (False, "version 2 keeps each task's answers by task and version 1 in shared keys: "
+                "the case finishes on its own version")]
+    assert engine.runtime.show(waiting).version == 1
