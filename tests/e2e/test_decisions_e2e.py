@@ -335,9 +335,6 @@ def test_incident_and_its_emergency_decisions_in_the_browser(library_server, bro
     context.close()
 
 
-@pytest.mark.xfail(strict=True, reason="delivery.bpmn acceptance_check keeps its scratch list `reasons` as case data: "
-                   "the requester's task page shows the manager's comment a third time, under 'reasons' in the "
-                   "case data beside the form")
 def test_returned_delivery_shows_the_managers_words_only_in_the_banner_and_the_record(
         library_server, browser) -> None:
     base, engine = library_server
