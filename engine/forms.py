@@ -220,8 +220,20 @@ def labelled_answers(schema: dict[str, Any] | None, answers: dict[str, Any]) -> 
             continue
         prop = props.get(name) or {}
         value = answers[name]
-        options = dict(enum_options(prop)) if isinstance(prop, dict) else {}
-        text = options.get(str(value)) if not isinstance(value, dict | list) else None
         shown.append({"field": name, "label": str(prop.get("title") or name), "value": value,
-                      "text": text if text is not None else value})
+                      "text": _labelled_value(prop, value)})
     return shown
+
+
+def _labelled_value(prop: Any, value: Any) -> Any:
+    """A value as the form labels it: an enum's label, an object's keys by their titles (a checklist)."""
+    if not isinstance(prop, dict):
+        return value
+    if isinstance(value, dict):
+        titles = {k: (v or {}).get("title") or k for k, v in (prop.get("properties") or {}).items()
+                  if isinstance(v, dict)}
+        return {str(titles.get(k, k)): _labelled_value((prop.get("properties") or {}).get(k), v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_labelled_value(prop.get("items"), v) for v in value]
+    return dict(enum_options(prop)).get(str(value), value)

@@ -43,6 +43,11 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     tmp = tmp_path_factory.mktemp("e2e")
     engine = ProcessEngine(make_settings(f"sqlite:///{tmp / 'opsflow.db'}", tmp, forms_dir=ROOT / "forms",
                                          processes_dir=change_library(tmp)))
+    yield from serving(engine)
+
+
+def serving(engine: ProcessEngine) -> Iterator[tuple[str, ProcessEngine]]:
+    """Initialise with the demo users and serve on a free port until the fixture ends."""
     engine.init(demo=True)
     app = create_app(engine, {"SECRET_KEY": "e2e-secret"})
     server = make_server("127.0.0.1", 0, app, threaded=True)

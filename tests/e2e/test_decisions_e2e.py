@@ -3,17 +3,16 @@ once (in the approval record), and a return reaches the requester with a red 已
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 
 from engine import ProcessEngine
 from tests.conftest import ROOT, Clock, make_settings
+from tests.e2e.conftest import serving
 from tests.e2e.test_inbox_e2e import SHANGHAI, login, logout, next_saturday_window
 from tests.processes.conftest import Flow
 from tests.processes.test_change import change_request
@@ -21,7 +20,6 @@ from tests.processes.test_delivery import ITEMS, delivery_request
 from tests.processes.test_emergency import FIRST_REPORT, declaration
 from tests.processes.test_incident import incident_report
 from tests.processes.test_system_testing import passed_test_case
-from webui import create_app
 
 pytestmark = pytest.mark.e2e
 
@@ -32,16 +30,7 @@ def library_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
     tmp = tmp_path_factory.mktemp("e2e-decisions")
     engine = ProcessEngine(make_settings(f"sqlite:///{tmp / 'opsflow.db'}", tmp, forms_dir=ROOT / "forms",
                                          processes_dir=ROOT / "processes"))
-    engine.init(demo=True)
-    app = create_app(engine, {"SECRET_KEY": "e2e-secret"})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", engine
-    finally:
-        server.shutdown()
-        engine.close()
+    yield from serving(engine)
 
 
 def open_task(page, engine: ProcessEngine, base: str, case: int, bpmn_id: str) -> None:

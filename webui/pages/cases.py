@@ -81,7 +81,7 @@ def show(instance_id: int) -> Any:
                 "code": e.action, "task": names.get(str(e.data.get("task") or ""), e.data.get("task") or ""),
                 "acting_for": e.data.get("acting_for") or (acting.get(e.task_id) if e.action == "task.completed"
                                                             else None),
-                "detail": _history_detail(e.action, e.data)} for e in case.history]
+                "detail": _history_detail(e.action, e.data), "source": e.source} for e in case.history]
     users = {u.username: u.display_name for u in engine.identity.users()}
     shown = engine.repository.load(case.definition_id).record_keys
     return render_template("case.html", case=case, progress=progress, history=history,
