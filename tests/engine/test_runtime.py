@@ -6,7 +6,7 @@ import pytest
 
 from engine import ProcessEngine
 from engine.casestore import OpenCase
-from engine.errors import Conflict, Forbidden, NotFound, ProcessError
+from engine.errors import Conflict, Forbidden, NotFound, ProcessError, ValidationFailed
 from engine.models import ProcessInstance
 from tests.conftest import deploy_fixture
 
@@ -132,4 +132,16 @@ def test_stale_revision_is_a_conflict_never_a_lost_update(engine: ProcessEngine,
                       .values(revision=ProcessInstance.revision + 1).execution_options(synchronize_session=False))
             workflow.cancel()
             engine.store.save(s, stale)
+    assert engine.runtime.show(case.id).status == "running"
+
+
+def test_a_message_carrying_a_type_marker_is_refused_and_the_case_stays_readable(engine: ProcessEngine,
+                                                                                  people) -> None:
+    deploy_fixture(engine, "scripts.bpmn")
+    case = engine.runtime.start("data_types", people["wang"], {"change_ref": "CHG-1"})
+    with pytest.raises(ValidationFailed) as refused:
+        engine.runtime.deliver_message("deployment_done", {"change_ref": "CHG-1"},
+                                       {"version": {"typename": "datetime", "value": "bad"}}, people["wang"])
+    assert [e.field for e in refused.value.errors] == ["payload.version.typename"]
+    engine.store.cache.clear()
     assert engine.runtime.show(case.id).status == "running"
