@@ -50,6 +50,9 @@ def check_may_act(actor: Actor, task: HumanTask, rules: UserTaskRules, done: dic
     if task.assignee and task.assignee not in (actor.username, acting_for):
         raise Forbidden(f"task {task.id} is assigned to {task.assignee}, not to {actor.username}",
                         rule="assignee")
+    if acting_for and not actor.has_role(task.role):
+        raise Forbidden(f"{actor.username} stands in for {acting_for} but does not hold the role {task.role!r} "
+                        f"of {rules.name!r} (A/B角只能办理本人具备角色的任务)", rule="role")
     if not task.assignee and not actor.has_role(task.role):
         raise Forbidden(f"{actor.username} does not hold the role {task.role!r} of task {rules.name!r}",
                         rule="role")

@@ -47,10 +47,16 @@ class SubstituteService:
             raise BadRequest("a substitute window is at most one year")
         if substitute == holder:
             raise BadRequest("a user cannot be their own substitute")
-        if self.identity.find(holder) is None:
+        principal, stand_in = self.identity.find(holder), self.identity.find(substitute)
+        if principal is None:
             raise NotFound(f"unknown user {holder!r}")
-        if self.identity.find(substitute) is None:
+        if stand_in is None:
             raise NotFound(f"unknown user {substitute!r}")
+        if not principal.roles & stand_in.roles:
+            # A/B角: the B role must be qualified for the A role's work; they act only on tasks of a
+            # role they hold themselves (engine/assignment.py)
+            raise Forbidden(f"{substitute} holds none of {holder}'s roles ({', '.join(sorted(principal.roles))}) "
+                            f"and cannot stand in for them (A/B角须具备相同岗位角色)", rule="substitute")
         with self.ctx.db.transaction() as s:
             row = Substitute(holder=holder, substitute=substitute, starts_at=starts_at, ends_at=ends_at,
                              reason=reason.strip(), created_by=actor.username, created_at=self.ctx.now())

@@ -99,7 +99,9 @@ class TaskService:
         of `all` sorts and cuts its own index search before the halves meet (a role's queue can hold
         thousands of tasks; only a page of them is fetched whole)."""
         holders = holders_for(s, actor.username, self.ctx.now()) if s is not None else []
-        mine = HumanTask.assignee.in_([actor.username, *holders]) if holders else (
+        # a substitute (A/B角) sees the holders' tasks of the roles they hold themselves
+        mine = or_(HumanTask.assignee == actor.username,
+                   and_(HumanTask.assignee.in_(holders), HumanTask.role.in_(sorted(actor.roles)))) if holders else (
             HumanTask.assignee == actor.username)
         group = and_(HumanTask.assignee.is_(None), HumanTask.role.in_(sorted(actor.roles)))
         if scope == "mine":

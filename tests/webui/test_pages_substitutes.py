@@ -7,7 +7,11 @@ from datetime import timedelta
 import pytest
 
 from engine.errors import BadRequest, Forbidden
+from tests.processes.test_change import REPORT
+from tests.processes.test_change import change_request as change_form_data
 from tests.webui.test_pages_support import CHANGE_FORM, Pages, page_clock, page_engine, pages  # noqa: F401
+
+CHANGE_FORM_DATA = change_form_data()
 
 
 def name_substitute(pages: Pages, holder: str, substitute: str) -> None:
@@ -37,9 +41,10 @@ def test_substitute_sees_and_completes_the_holders_task_acting_for_them(pages: P
 
 def test_substitution_ends_with_its_window(pages: Pages) -> None:
     task = pages.open_task(pages.start_change(), "request")
-    name_substitute(pages, "zhangwei", "wuhao")
+    pages.engine.identity.add_user("zhaoyun", ["staff"], "赵云")
+    name_substitute(pages, "zhangwei", "zhaoyun")
     pages.clock.advance(days=8)
-    pages.sign_in("wuhao")
+    pages.sign_in("zhaoyun")
     assert 'data-bpmn="request"' not in pages.get("/").text
     assert pages.post(f"/tasks/{task.id}", CHANGE_FORM).status_code == 403
 
@@ -53,15 +58,16 @@ def test_substitutes_page_and_its_refusals(pages: Pages) -> None:
                                        "ends": "2026-11-21"}).status_code == 422
     assert pages.post("/substitutes", {"holder": "liuyang", "substitute": "wuhao", "starts": "2026-11-20",
                                        "ends": "2026-11-21"}).status_code == 403  # only for oneself
-    name_substitute(pages, "zhangwei", "wuhao")
+    pages.engine.identity.add_user("zhaoyun", ["staff"], "赵云")
+    name_substitute(pages, "zhangwei", "zhaoyun")
     entry = pages.engine.substitutes.list("zhangwei")[0]
-    assert "wuhao" in pages.get("/substitutes").text
+    assert "zhaoyun" in pages.get("/substitutes").text
     pages.sign_in("lina")
     assert pages.post(f"/substitutes/{entry.id}/end").status_code == 403
     pages.sign_in("admin")
     assert "zhangwei" in pages.get("/substitutes").text
     assert pages.post(f"/substitutes/{entry.id}/end").status_code == 302
-    assert pages.engine.substitutes.active_for("wuhao") == []
+    assert pages.engine.substitutes.active_for("zhaoyun") == []
 
 
 def test_substitute_service_rules(pages: Pages) -> None:
@@ -94,3 +100,24 @@ def test_attachment_rules(pages: Pages) -> None:
     assert row.filename == "passwd" and len(row.sha256) == 64
     assert files.get(row.id, pages.actor("zhangwei")).content == b"x"
     assert pages.engine.audit.events(instance_id=case)[-1].action == "attachment.added"
+
+
+def test_an_unqualified_substitute_is_refused_and_acts_only_on_roles_they_hold(pages: Pages) -> None:
+    svc, now, engine = pages.engine.substitutes, pages.clock.now, pages.engine
+    with pytest.raises(Forbidden, match="holds none of zhaolei's roles"):
+        svc.create(pages.actor("zhaolei"), "zhangwei", now, now + timedelta(days=3))  # it_head -> staff only
+    engine.identity.add_user("qianjin", ["it_head", "staff"], "钱进")  # an IT head who also raises requests
+    engine.identity.add_user("zhaoyun", ["staff"], "赵云")
+    svc.create(pages.actor("qianjin"), "zhaoyun", now, now + timedelta(days=3))  # qualified for the staff work
+    case = pages.start_change()
+    pages.engine.tasks.complete(pages.open_task(case, "request").id, pages.actor("zhangwei"),
+                                dict(CHANGE_FORM_DATA, rollback_tested=False, test_report=REPORT))
+    pages.engine.tasks.complete(pages.open_task(case, "approve_ops").id, pages.actor("liuyang"),
+                                {"decision": "approve"})
+    approval = pages.open_task(case, "approve_it_head")
+    engine.tasks.claim(approval.id, pages.actor("qianjin"))
+    zhaoyun = pages.actor("zhaoyun")
+    assert approval.id not in {t.id for t in engine.tasks.inbox(zhaoyun)}  # not an IT head: not in the inbox
+    with pytest.raises(Forbidden, match="does not hold the role 'it_head'"):
+        engine.tasks.complete(approval.id, zhaoyun, {"decision": "approve"})
+    assert pages.open_task(case, "approve_it_head").state == "open"
