@@ -277,7 +277,8 @@ class CaseStore:
             reason = self.ctx.environment.evaluate(rules.return_reason, dict(data))
         except Exception:  # noqa: BLE001 (not set on the first pass: not a return)
             return None
-        return str(reason).strip()[:2000] or None if reason else None
+        text = str(reason or "").strip()
+        return text[:2000] or None
 
     def _returned_to(self, s: Session, instance_id: int, rules: Any, role: str) -> str | None:
         """Who submitted this step last, if they still hold its role: a return goes back to them."""

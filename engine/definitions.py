@@ -83,9 +83,6 @@ class UserTaskRules:
             return_reason=(props.get("returnReason") or "").strip() or None,
         )
 
-    def writes_case_field(self, name: str) -> bool:
-        return name in self.case_fields or ALL_FIELDS in self.case_fields
-
 
 def is_human(ts: Any) -> bool:
     return isinstance(ts, UserTask | ManualTask) and ts.bpmn_id is not None
@@ -172,11 +169,6 @@ def _assigned_names(script: str) -> list[str]:
     names = [node for node in ast.walk(tree) if isinstance(node, ast.Name)]
     read = {node.id for node in names if isinstance(node.ctx, ast.Load)}
     return [node.id for node in names if isinstance(node.ctx, ast.Store) and node.id not in read]
-
-
-def answer_keys(spec: Any, subprocess_specs: dict[str, Any]) -> set[str]:
-    """The case keys that hold a task's answers: the ids of the human tasks."""
-    return {ts.bpmn_id for ts in all_task_specs(spec, subprocess_specs) if is_human(ts)}
 
 
 def case_fields_written(rules: UserTaskRules, form: dict[str, Any] | None) -> set[str]:

@@ -22,7 +22,6 @@ from engine.definitions import (
     STARTER,
     UserTaskRules,
     all_task_specs,
-    answer_keys,
     case_field_problems,
     computed_before,
     computed_fields,
@@ -74,12 +73,15 @@ class LoadedDefinition:
     # "by_task" or "shared" (engine/definitions.py): where a submission goes in the case.
     answers: str = "by_task"
     computed: dict[str, str] = field(default_factory=dict)  # field -> the element computing it
-    computed_before: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> fields it may not write
-    answer_keys: frozenset[str] = frozenset()  # the user task ids, under which answers are kept
 
     @property
     def by_task(self) -> bool:
         return self.answers == "by_task"
+
+    @property
+    def answer_keys(self) -> frozenset[str]:
+        """The case keys that hold a task's answers: the ids of the user tasks."""
+        return frozenset(self.rules)
 
     @property
     def record_keys(self) -> frozenset[str]:
@@ -87,9 +89,6 @@ class LoadedDefinition:
         reasons): a page's case-data panel leaves them out, so each person's words appear once."""
         reasons = {r.return_reason for r in self.rules.values() if r.return_reason and r.return_reason.isidentifier()}
         return self.answer_keys | reasons
-
-    def form_of(self, rules: UserTaskRules) -> dict[str, Any] | None:
-        return self.forms.get(rules.form) if rules.form else None
 
 
 class RepositoryService:
@@ -319,8 +318,6 @@ class RepositoryService:
             loaded = LoadedDefinition(row.id, row.process_id, row.version, row.name, spec, subs,
                                       user_task_rules(spec, subs), row.forms,
                                       self.identity.resolve_role(start_lanes[0]) if start_lanes else None,
-                                      answers=answers, computed=computed_fields(spec, subs),
-                                      computed_before=computed_before(spec, subs),
-                                      answer_keys=frozenset(answer_keys(spec, subs)))
+                                      answers=answers, computed=computed_fields(spec, subs))
             self._cache[definition_id] = loaded
             return loaded

@@ -21,7 +21,7 @@ from engine.casestore import CaseStore, instance_output_item, task_of
 from engine.context import EngineContext
 from engine.db import Sql
 from engine.definitions import UserTaskRules, case_fields_written
-from engine.errors import BadRequest, Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from engine.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
 from engine.forms import field_errors, undeclared_errors
 from engine.identity import Actor, IdentityService
 from engine.models import HumanTask, ProcessInstance
@@ -342,16 +342,9 @@ class TaskService:
 def _written(definition: LoadedDefinition, rules: UserTaskRules, schema: dict[str, Any] | None,
              answers: dict[str, Any]) -> dict[str, Any]:
     """What a submission writes into the case: the task's answers under its id, and the case fields
-    the task declares. A version deployed before answers were kept per task writes them as it did."""
+    the task declares (the deploy check keeps computed fields and other answers out of them). A
+    version deployed before answers were kept per task writes them as it did."""
     if not definition.by_task:
         return dict(answers)
     fields = case_fields_written(rules, schema)
-    facts = {k: v for k, v in answers.items() if k in fields}
-    computed = definition.computed_before.get(rules.bpmn_id, {})
-    barred = [FieldError(k, f"“{k}” is computed by the process ({computed[k]}) and cannot be "
-                            "written by a form") for k in facts if k in computed]
-    barred += [FieldError(k, f"“{k}” holds the answers of another task") for k in facts
-               if k in definition.answer_keys]
-    if barred:
-        raise ValidationFailed(f"the form for {rules.name!r} writes fields it may not", barred)
-    return {**facts, rules.bpmn_id: dict(answers)}
+    return {**{k: v for k, v in answers.items() if k in fields}, rules.bpmn_id: dict(answers)}
