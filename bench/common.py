@@ -144,7 +144,7 @@ def state_bytes(engine: Any, case_id: int) -> tuple[str, int]:
     """A case's status and the UTF-8 size of its stored state, as read back from the database."""
     from sqlalchemy import select
 
-    from engine.models import ProcessInstance
+    from engine.storage.models import ProcessInstance
 
     with engine.ctx.db.transaction() as s:
         status, state = s.execute(select(ProcessInstance.status, ProcessInstance.state)

@@ -25,7 +25,7 @@ def run(database_url: str, tmp: Path, cases: int = 100_000, runs: int = 20, task
     import time
 
     from engine import ProcessEngine, Settings
-    from engine.models import ProcessDefinition, ProcessInstance
+    from engine.storage.models import ProcessDefinition, ProcessInstance
 
     engine = ProcessEngine(Settings(database_url, ROOT / "processes", ROOT / "forms", "Asia/Shanghai", tmp / "var"))
     try:

@@ -48,7 +48,7 @@ from bench.common import (
     state_bytes,
     summary_ms,
 )
-from engine.casestore import instance_output_item
+from engine.cases.store import instance_output_item
 
 
 # sizes --------------------------------------------------------------------------------------------
@@ -197,7 +197,7 @@ class RawServices:
     """
 
     def __init__(self, scenario: Scenario) -> None:
-        from engine.calendar import CalendarService
+        from engine.definitions.calendar import CalendarService
 
         self.cast = {name: set(roles) for name, roles in scenario.users.items()}
         self.starter = scenario.starter
@@ -326,7 +326,7 @@ class RawRunner:
                 else ready[0]
             s0 = time.perf_counter()
             # as the engine writes it: the task's answers under its id (gateways read them there), and a
-            # multi-instance's answers also under its output item (engine/tasks.py)
+            # multi-instance's answers also under its output item (engine/tasks/service.py)
             answers = {step.bpmn_id: dict(step.data)}
             if item := instance_output_item(task):
                 answers[item] = dict(step.data)
@@ -439,7 +439,7 @@ class EngineRig:
     def completed_cases(self) -> int:
         from sqlalchemy import func, select
 
-        from engine.models import ProcessInstance
+        from engine.storage.models import ProcessInstance
 
         with self.engine.ctx.db.transaction() as s:
             return s.scalar(select(func.count()).select_from(ProcessInstance).where(
@@ -601,25 +601,25 @@ def _describe(scenario: Scenario) -> dict[str, Any]:
 # count only their own frames: set-up and tear-down, not the body of the `with`. A marker whose
 # function no longer exists (the engine is being reworked) is simply left out.
 PROFILE_MARKERS = (
-    ("TaskService.complete (whole call)", "engine/tasks.py", "complete"),
-    ("  db.transaction enter/exit (BEGIN, COMMIT, close)", "engine/db.py", "transaction"),
-    ("  _lock_open (SELECT task, lock case, refresh)", "engine/tasks.py", "_lock_open"),
-    ("  CaseStore.open enter/exit (lock, cache take, flush)", "engine/casestore.py", "open"),
-    ("  _check (may-act, performers query)", "engine/tasks.py", "_check"),
-    ("  identity.find (a user and its roles, ORM; all callers)", "engine/identity.py", "find"),
-    ("    assignment.named_assignee (assigneeFrom)", "engine/assignment.py", "named_assignee"),
+    ("TaskService.complete (whole call)", "engine/tasks/service.py", "complete"),
+    ("  db.transaction enter/exit (BEGIN, COMMIT, close)", "engine/storage/db.py", "transaction"),
+    ("  _lock_open (SELECT task, lock case, refresh)", "engine/tasks/service.py", "_lock_open"),
+    ("  CaseStore.open enter/exit (lock, cache take, flush)", "engine/cases/store.py", "open"),
+    ("  _check (may-act, performers query)", "engine/tasks/service.py", "_check"),
+    ("  identity.find (a user and its roles, ORM; all callers)", "engine/people/identity.py", "find"),
+    ("    assignment.named_assignee (assigneeFrom)", "engine/definitions/assignment.py", "named_assignee"),
     ("    service tasks (RestrictedEnvironment.call_service)", "engine/spiff/sandbox.py", "call_service"),
-    ("  field_errors (JSON Schema)", "engine/forms.py", "field_errors"),
+    ("  field_errors (JSON Schema)", "engine/definitions/forms.py", "field_errors"),
     ("  spiff Task.run", "SpiffWorkflow/task.py", "run"),
-    ("  run_engine (do_engine_steps)", "engine/casestore.py", "run_engine"),
-    ("  CaseStore.save", "engine/casestore.py", "save"),
-    ("    _sync_inbox (inbox rows)", "engine/casestore.py", "_sync_inbox"),
-    ("    _new_tasks (inbox rows)", "engine/casestore.py", "_new_tasks"),
+    ("  run_engine (do_engine_steps)", "engine/cases/store.py", "run_engine"),
+    ("  CaseStore.save", "engine/cases/store.py", "save"),
+    ("    _sync_inbox (inbox rows)", "engine/cases/store.py", "_sync_inbox"),
+    ("    _new_tasks (inbox rows)", "engine/cases/store.py", "_new_tasks"),
     ("    prune (completed tasks out of the state)", "engine/spiff/pruning.py", "prune"),
     ("    dump_state (state JSON)", "engine/spiff/serializer.py", "dump_state"),
     ("    load_state (state JSON, cache miss)", "engine/spiff/serializer.py", "load_state"),
-    ("    _sync_subscriptions", "engine/casestore.py", "_sync_subscriptions"),
-    ("  audit.record", "engine/audit.py", "record"),
+    ("    _sync_subscriptions", "engine/cases/store.py", "_sync_subscriptions"),
+    ("  audit.record", "engine/storage/audit.py", "record"),
     ("  SQLAlchemy commit (flush + COMMIT)", "sqlalchemy/orm/session.py", "commit"),
     ("  SQLAlchemy flush (every flush)", "sqlalchemy/orm/session.py", "flush"),
     ("  SQLAlchemy statement execution (all)", "sqlalchemy/engine/base.py", "_execute_context"),

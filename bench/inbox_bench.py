@@ -25,7 +25,7 @@ from sqlalchemy import insert, select
 
 from bench.common import ROOT, analyze, describe_database, fresh_database, percentile
 from engine import ProcessEngine, Settings
-from engine.models import HumanTask, ProcessDefinition, ProcessInstance, User, UserRole
+from engine.storage.models import HumanTask, ProcessDefinition, ProcessInstance, User, UserRole
 
 ROLES = ["staff", "ops_engineer", "ops_manager", "cab", "it_head", "test_lead", "business_verifier",
          "duty_officer", "emergency_lead", "compliance", "process_owner", "supervisor"]

@@ -48,7 +48,7 @@ def _settings(url: str, var: Path) -> Any:
 
 def _ticker_process(url: str, var: str, stop, ready) -> None:
     from engine import ProcessEngine
-    from engine.ticker import start_ticker, stop_ticker
+    from engine.jobs.ticker import start_ticker, stop_ticker
 
     engine = ProcessEngine(_settings(url, Path(var)))
     start_ticker(engine)
@@ -62,7 +62,7 @@ def _clone_waiting(engine: Any, template_id: int, count: int, due: datetime) -> 
     """`count` more cases like the template, each waiting on a timer at `due` (bulk SQL: fast)."""
     from sqlalchemy import insert, select
 
-    from engine.models import ProcessInstance
+    from engine.storage.models import ProcessInstance
 
     with engine.ctx.db.transaction() as s:
         t = s.get(ProcessInstance, template_id)
@@ -141,7 +141,7 @@ def _lateness(engine: Any, url: str, var: Path, actor: Any, due_count: int, work
     """Due timers `due_in_s` ahead, started through the engine, fired by `workers` ticker processes."""
     from sqlalchemy import select
 
-    from engine.models import AuditEvent
+    from engine.storage.models import AuditEvent
 
     ctx = mp.get_context("spawn")
     stop, ready = ctx.Event(), ctx.Semaphore(0)

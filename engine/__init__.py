@@ -12,25 +12,25 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from engine.alerts import AlertService
-from engine.attachments import AttachmentService
-from engine.audit import AuditService
-from engine.calendar import CalendarService
-from engine.casestore import CaseStore
+from engine.cases.connectors import LibraryServices
+from engine.cases.intake import AlertService
+from engine.cases.migration import MigrationService
+from engine.cases.progress import CaseProgress, case_progress
+from engine.cases.reports import ReportService
+from engine.cases.runtime import RuntimeService
+from engine.cases.store import CaseStore
 from engine.config import ROOT, Settings
 from engine.context import EngineContext, utc_now
-from engine.identity import IdentityService
-from engine.jobs import JobService
-from engine.library import LibraryServices
-from engine.migration import MigrationService
-from engine.notify import NotifyService
-from engine.progress import CaseProgress, case_progress
-from engine.reports import ReportService
-from engine.repository import RepositoryService
-from engine.runtime import RuntimeService
-from engine.substitutes import SubstituteService
-from engine.tasks import TaskService
-from engine.versions import VersionService
+from engine.definitions.calendar import CalendarService
+from engine.definitions.repository import RepositoryService
+from engine.definitions.versions import VersionService
+from engine.jobs.queue import JobService
+from engine.people.identity import IdentityService
+from engine.people.notify import NotifyService
+from engine.people.substitutes import SubstituteService
+from engine.storage.audit import AuditService
+from engine.tasks.attachments import AttachmentService
+from engine.tasks.service import TaskService
 
 
 class ProcessEngine:
@@ -55,7 +55,7 @@ class ProcessEngine:
         self.calendar = CalendarService(settings.processes_dir / "calendar", self.audit)
         self.ctx.environment.services.setdefault("trading_window_check", self.calendar.check_window)
         self.store.calendar = self.calendar  # due times in working (trading) days
-        # Time passing: case timers, escalations, notifications, timer starts (engine/jobs.py, ticker.py).
+        # Time passing: case timers, escalations, notifications, timer starts (engine/jobs/queue.py, ticker.py).
         self.notify = NotifyService(self.ctx, self.audit)
         self.jobs = JobService(self.ctx, self.repository, self.runtime, self.store, self.identity, self.audit,
                                self.notify)
@@ -69,7 +69,7 @@ class ProcessEngine:
 
     def migrate(self) -> None:
         """Create or upgrade the schema to the newest Alembic revision."""
-        from engine.migrations import upgrade
+        from engine.storage.migrations import upgrade
 
         upgrade(self.ctx.db.engine, audit_anchor=self.audit.anchor)
 

@@ -18,7 +18,7 @@ class Settings:
     forms_dir: Path
     timezone: str
     var_dir: Path
-    audit_retention: str = "P20Y"  # OPSFLOW_AUDIT_RETENTION (engine/audit/archive.py)
+    audit_retention: str = "P20Y"  # OPSFLOW_AUDIT_RETENTION (engine/storage/audit/archive.py)
 
     @property
     def zone(self) -> ZoneInfo:

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.config import Settings
-from engine.db import Database
 from engine.spiff.sandbox import RestrictedEnvironment, ScriptEngine
 from engine.spiff.serializer import WorkflowCodec
+from engine.storage.db import Database
 
 
 def utc_now() -> datetime:

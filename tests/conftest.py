@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from engine import ProcessEngine, Settings
-from engine.identity import Actor
+from engine.people.identity import Actor
 from engine.spiff.parsing import SourceFile
 
 ROOT = Path(__file__).resolve().parent.parent

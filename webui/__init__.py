@@ -46,7 +46,7 @@ def create_app(engine: ProcessEngine | None = None, config: dict[str, Any] | Non
 
     @app.get("/readyz")
     def readyz() -> Any:
-        from engine.migrations import is_current
+        from engine.storage.migrations import is_current
 
         try:
             current = is_current(engine.ctx.db.engine)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from engine.audit import AuditUnavailable
 from engine.errors import (
     BadRequest,
     Conflict,
@@ -13,6 +12,7 @@ from engine.errors import (
     ProcessError,
     ValidationFailed,
 )
+from engine.storage.audit import AuditUnavailable
 
 STATUS: dict[type[OpsFlowError], int] = {
     BadRequest: 400,

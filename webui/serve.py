@@ -1,6 +1,6 @@
 """`opsflow serve`: the Flask app under gunicorn, each worker with its own timer ticker.
 
-Workers build their engine after the fork and start the ticker there (engine/ticker.py): one
+Workers build their engine after the fork and start the ticker there (engine/jobs/ticker.py): one
 APScheduler interval job per process that claims due rows in the database, so any number of
 workers and `opsflow worker` processes tick side by side and each timer fires exactly once.
 """
@@ -22,7 +22,7 @@ class _Server(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:  # runs in each worker (no preload)
-        from engine.ticker import start_ticker
+        from engine.jobs.ticker import start_ticker
         from webui import create_app
 
         app = create_app()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from engine.models import HumanTask
+from engine.storage.models import HumanTask
 from tests.e2e.test_inbox_e2e import login
 from tests.webui.test_pages_support import CHANGE
 

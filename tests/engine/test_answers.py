@@ -10,8 +10,8 @@ from sqlalchemy import update
 
 from engine import ProcessEngine
 from engine.errors import LintFailed, ValidationFailed
-from engine.models import ProcessDefinition
 from engine.spiff.parsing import SourceFile
+from engine.storage.models import ProcessDefinition
 from tests.conftest import FIXTURES, ROOT
 from tests.engine.test_cli import ok, opsflow  # noqa: F401
 

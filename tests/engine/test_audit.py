@@ -16,13 +16,13 @@ import pytest
 from sqlalchemy import delete, select, text, update
 
 from engine import ProcessEngine
-from engine.audit import AuditKeyError, AuditUnavailable, Retention, load_key, read_archive
-from engine.audit.chain import event_body, legacy_digest
-from engine.calendar import CalendarService
+from engine.definitions.calendar import CalendarService
 from engine.errors import BadRequest, OpsFlowError
-from engine.migrations import upgrade
-from engine.models import AuditEvent, AuditHead
-from engine.ticker import tick_once
+from engine.jobs.ticker import tick_once
+from engine.storage.audit import AuditKeyError, AuditUnavailable, Retention, load_key, read_archive
+from engine.storage.audit.chain import event_body, legacy_digest
+from engine.storage.migrations import upgrade
+from engine.storage.models import AuditEvent, AuditHead
 from tests.conftest import ROOT, Clock, deploy_fixture, make_settings
 
 
@@ -406,7 +406,7 @@ def test_nothing_leaves_the_database_unless_the_archive_was_written_and_read_bac
     def unreadable(path: Path, key) -> None:
         raise OpsFlowError(f"{path.name} could not be read back")
 
-    monkeypatch.setattr("engine.audit.archive.read_archive", unreadable)
+    monkeypatch.setattr("engine.storage.audit.archive.read_archive", unreadable)
     with pytest.raises(OpsFlowError, match="could not be read back"):
         engine.audit.archive(tmp_path / "bad.jsonl")
     assert len(engine.audit.events()) == count and engine.audit.verify().ok

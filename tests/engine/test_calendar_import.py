@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.calendar import TradingCalendar, import_holidays
+from engine.definitions.calendar import TradingCalendar, import_holidays
 from tests.conftest import ROOT
 
 

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from engine import ProcessEngine
-from engine.models import AuditEvent, AuditHead
+from engine.storage.models import AuditEvent, AuditHead
 from tests.conftest import FIXTURES, ROOT, Clock, make_settings
 from tests.engine.local_servers import WebhookServer, webhook_server  # noqa: F401
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from engine import ProcessEngine
-from engine.models import HumanTask, ProcessInstance
+from engine.storage.models import HumanTask, ProcessInstance
 from tests.conftest import ROOT, deploy_fixture
 
 WORKER = """

@@ -1,4 +1,4 @@
-"""Hot-path statements (engine/db.py `Sql`) fail the way every other statement does."""
+"""Hot-path statements (engine/storage/db.py `Sql`) fail the way every other statement does."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from engine import ProcessEngine
-from engine.db import Sql
+from engine.storage.db import Sql
 from tests.engine.test_audit import _walk
 
 _COPY_EVENT = Sql("INSERT INTO audit_event (id, at, actor, action, data, prev_hash, hash) "

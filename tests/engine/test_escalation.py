@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from engine import ProcessEngine
-from engine.deadlines import parse_escalation
+from engine.definitions.deadlines import parse_escalation
 from engine.errors import LintFailed
 from engine.spiff.parsing import SourceFile
 from tests.conftest import FIXTURES, Clock, deploy_fixture

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from engine import ProcessEngine
 from engine.errors import Conflict, NotFound
-from engine.models import ApiToken, User
+from engine.storage.models import ApiToken, User
 
 
 def test_password_is_stored_hashed_and_verified(engine: ProcessEngine) -> None:

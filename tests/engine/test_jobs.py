@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from engine import ProcessEngine
-from engine.models import AuditEvent, Job, ProcessInstance, User
-from engine.ticker import JOB_ID, start_ticker, stop_ticker
+from engine.jobs.ticker import JOB_ID, start_ticker, stop_ticker
+from engine.storage.models import AuditEvent, Job, ProcessInstance, User
 from tests.conftest import Clock, deploy_fixture, make_settings
 
 

@@ -6,10 +6,10 @@ import pytest
 from sqlalchemy import update
 
 from engine import ProcessEngine
+from engine.definitions.versions import diff
 from engine.errors import Forbidden
-from engine.models import ProcessDefinition
 from engine.spiff.parsing import SourceFile
-from engine.versions import diff
+from engine.storage.models import ProcessDefinition
 from tests.conftest import FIXTURES
 
 V1 = (FIXTURES / "two_lanes.bpmn").read_text(encoding="utf-8")

@@ -11,8 +11,8 @@ from datetime import timedelta
 import pytest
 
 from engine import ProcessEngine
-from engine.models import Job
-from engine.notify import Message, NotifySettings, dingtalk_signed_url, webhook_body
+from engine.people.notify import Message, NotifySettings, dingtalk_signed_url, webhook_body
+from engine.storage.models import Job
 from tests.conftest import Clock, deploy_fixture
 from tests.engine.local_servers import SmtpServer, WebhookServer, free_port, smtp_server, webhook_server
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from engine import ProcessEngine
-from engine.casestore import OpenCase
+from engine.cases.store import OpenCase
 from engine.errors import Conflict, Forbidden, NotFound, ProcessError, ValidationFailed
-from engine.models import ProcessInstance
+from engine.storage.models import ProcessInstance
 from tests.conftest import deploy_fixture
 
 

@@ -26,10 +26,10 @@ from sqlalchemy import func, select
 
 from engine import ProcessEngine
 from engine.errors import LintFailed, ProcessError
-from engine.identity import Actor
-from engine.models import AuditEvent, HumanTask, ProcessInstance
+from engine.people.identity import Actor
 from engine.spiff.parsing import SourceFile
 from engine.spiff.sandbox import RestrictedEnvironment, ScriptPolicyError, check_snippet
+from engine.storage.models import AuditEvent, HumanTask, ProcessInstance
 
 REQUEST = {"title": "开通清算系统只读权限", "system": "清算", "reason": "月末结算需要核对数据", "days": 3}
 

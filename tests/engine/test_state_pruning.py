@@ -24,12 +24,12 @@ from SpiffWorkflow.spiff.specs.event_definitions import MessageEventDefinition
 from SpiffWorkflow.util.task import TaskState
 
 from engine import ProcessEngine
-from engine.models import ProcessInstance
 from engine.spiff.parsing import SourceFile
 from engine.spiff.patches import TIMER_CLOCK
 from engine.spiff.pruning import pruned_bpmn_ids
 from engine.spiff.sandbox import RestrictedEnvironment, ScriptEngine
 from engine.spiff.serializer import WorkflowCodec
+from engine.storage.models import ProcessInstance
 from tests.conftest import FIXTURES, deploy_fixture
 
 
@@ -196,7 +196,7 @@ class Run:
             TIMER_CLOCK.reset(token)
 
     def _settle(self, refresh: bool = False) -> None:
-        """Engine steps as engine/casestore.py runs them, then a save (except in plain mode)."""
+        """Engine steps as engine/cases/store.py runs them, then a save (except in plain mode)."""
         wf = self.workflow
 
         def steps() -> None:

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from engine import ProcessEngine
 from engine.errors import Conflict, Forbidden, ValidationFailed
-from engine.models import HumanTask, ProcessInstance
+from engine.storage.models import HumanTask, ProcessInstance
 from tests.conftest import deploy_fixture
 
 REQUEST = {"title": "数据库只读权限", "system": "集中交易", "reason": "排查交易延迟问题"}

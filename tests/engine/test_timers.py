@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from engine import ProcessEngine
 from engine.errors import LintFailed
-from engine.models import AuditEvent, HumanTask, Job, ProcessInstance
 from engine.spiff.parsing import SourceFile
+from engine.storage.models import AuditEvent, HumanTask, Job, ProcessInstance
 from tests.conftest import FIXTURES, Clock, deploy_fixture, make_settings
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

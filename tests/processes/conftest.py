@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from engine import ProcessEngine
-from engine.identity import Actor
-from engine.models import HumanTask
+from engine.people.identity import Actor
+from engine.storage.models import HumanTask
 from tests.conftest import ROOT, Clock, make_settings
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

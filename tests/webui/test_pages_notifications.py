@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from engine.notify import Message
+from engine.people.notify import Message
 from tests.webui.test_pages_support import Pages, page_clock, page_engine, pages  # noqa: F401
 
 

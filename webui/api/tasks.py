@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.models import HumanTask
+from engine.storage.models import HumanTask
 from webui.api.access import actor, endpoint, engine
 from webui.api.schemas import (
     AssignRequest,

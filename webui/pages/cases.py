@@ -9,8 +9,8 @@ from flask import Blueprint, Response, abort, flash, g, redirect, render_templat
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from engine.assignment import PRIVILEGED_READERS
-from engine.identity import Actor
+from engine.definitions.assignment import PRIVILEGED_READERS
+from engine.people.identity import Actor
 from webui import engine_of_app
 from webui.pages.auth import login_required
 from webui.pages.tasks import field_labels

@@ -8,11 +8,11 @@ from typing import Any
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from engine.definitions.forms import declared_fields
 from engine.errors import OpsFlowError, ValidationFailed
-from engine.forms import declared_fields
-from engine.identity import Actor
-from engine.models import HumanTask
-from engine.tasks import TaskDetail
+from engine.people.identity import Actor
+from engine.storage.models import HumanTask
+from engine.tasks.service import TaskDetail
 from webui import engine_of_app
 from webui.pages.auth import login_required
 from webui.pages.forms import FormRenderer, errors_by_field

@@ -1,0 +1,1 @@
+"""Cases: the case store, runtime, migration, progress, connectors, alert intake, reports."""

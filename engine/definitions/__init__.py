@@ -1,0 +1,1 @@
+"""Process definitions: the repository and its lint, task rules, assignment, deadlines, forms, calendar, versions."""

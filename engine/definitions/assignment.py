@@ -1,0 +1,104 @@
+"""Who may do a task: the lane's role, a named assignee, and separation of duties (不相容岗位分离)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from engine.definitions.rules import STARTER, UserTaskRules
+from engine.errors import FieldError, Forbidden, ValidationFailed
+from engine.people.identity import Actor, IdentityService
+from engine.storage.db import Sql, run
+from engine.storage.models import HumanTask
+
+PRIVILEGED_READERS = frozenset({"supervisor", "compliance", "admin"})
+_PERFORMERS = Sql("SELECT bpmn_id, completed_by FROM human_task WHERE instance_id = :id AND state = 'completed'")
+
+
+def performers(s: Session, instance_id: int) -> dict[str, set[str]]:
+    """bpmn id -> everyone who completed that task in this case (rework rounds included)."""
+    rows = run(s, _PERFORMERS, {"id": instance_id})
+    done: dict[str, set[str]] = defaultdict(set)
+    for bpmn_id, user in rows:
+        if user:
+            done[bpmn_id].add(user)
+    return done
+
+
+def sod_violation(rules: UserTaskRules, username: str, done: dict[str, set[str]],
+                  starter: str, names: dict[str, str]) -> str | None:
+    """The separation-of-duties rule this user would break, as a sentence, or None."""
+    for ref in rules.separation_of_duties:
+        if ref == STARTER and username == starter:
+            return (f"separation of duties: {username} started this case and may not perform "
+                    f"{rules.name!r} (不相容岗位分离: 申请人不得审批/执行本人的申请)")
+        if username in done.get(ref, ()):
+            return (f"separation of duties: {username} performed {names.get(ref, ref)!r} in this case "
+                    f"and may not also perform {rules.name!r} (不相容岗位分离)")
+    return None
+
+
+def check_may_act(actor: Actor, task: HumanTask, rules: UserTaskRules, done: dict[str, set[str]],
+                  starter: str, names: dict[str, str], *, claiming: bool = False,
+                  acting_for: str | None = None) -> None:
+    """Raise Forbidden naming the rule unless the actor may claim or complete this task.
+
+    `acting_for`: the assignee, when the actor is their active substitute (A/B角).
+    """
+    if task.assignee and task.assignee not in (actor.username, acting_for):
+        raise Forbidden(f"task {task.id} is assigned to {task.assignee}, not to {actor.username}",
+                        rule="assignee")
+    if acting_for and not actor.has_role(task.role):
+        raise Forbidden(f"{actor.username} stands in for {acting_for} but does not hold the role {task.role!r} "
+                        f"of {rules.name!r} (A/B角只能办理本人具备角色的任务)", rule="role")
+    if not task.assignee and not actor.has_role(task.role):
+        raise Forbidden(f"{actor.username} does not hold the role {task.role!r} of task {rules.name!r}",
+                        rule="role")
+    if claiming and not actor.has_role(task.role):
+        raise Forbidden(f"{actor.username} does not hold the role {task.role!r}", rule="role")
+    reason = sod_violation(rules, actor.username, done, starter, names)
+    if reason:
+        raise Forbidden(reason, rule="separation_of_duties")
+
+
+def named_assignee(identity: IdentityService, rules: UserTaskRules, role: str, data: dict[str, Any],
+                   starter: str) -> str | None:
+    """The user the case data names for this task; they must exist and hold the lane's role."""
+    field = rules.assignee_from
+    if not field:
+        return None
+    if field == STARTER:
+        return starter
+    value = data.get(field)
+    if value in (None, ""):
+        raise ValidationFailed(f"task {rules.name!r} needs a user in field {field!r}",
+                               [FieldError(field, f"请指定处理人 (name the user for {rules.name!r})")])
+    user = identity.find(str(value))
+    if user is None:
+        raise ValidationFailed(f"unknown user {value!r} in field {field!r}",
+                               [FieldError(field, f"用户 {value!r} 不存在 (no such user)")])
+    if not user.has_role(role):
+        raise ValidationFailed(f"user {value!r} does not hold role {role!r}",
+                               [FieldError(field, f"用户 {value!r} 不具备角色 {role} (does not hold the role)")])
+    return user.username
+
+
+def distinct_users_errors(rules: UserTaskRules, data: dict[str, Any]) -> list[FieldError]:
+    seen: dict[str, str] = {}
+    errors = []
+    for field in rules.distinct_users:
+        value = data.get(field)
+        if value in (None, ""):
+            continue
+        if value in seen:
+            errors.append(FieldError(field, f"不相容岗位: {field} 与 {seen[value]} 不能是同一人 "
+                                            f"({field} and {seen[value]} must be different people)"))
+        else:
+            seen[value] = field
+    return errors
+
+
+def can_read_case(actor: Actor, starter: str, participants: set[str]) -> bool:
+    return bool(actor.roles & PRIVILEGED_READERS) or actor.username == starter or actor.username in participants

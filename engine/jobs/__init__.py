@@ -1,0 +1,1 @@
+"""Jobs: the durable queue, escalation, timer starts and the ticker."""

@@ -1,0 +1,1 @@
+"""People: identity and login, access (every "may"), substitutes (A/B角), notifications."""

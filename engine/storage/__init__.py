@@ -1,0 +1,1 @@
+"""Storage: the database, ORM rows, the audit chain and the Alembic migrations."""

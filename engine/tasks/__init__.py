@@ -1,0 +1,1 @@
+"""Human tasks: the task service and attachments."""
