@@ -97,5 +97,17 @@ class ProcessEngine:
     def close(self) -> None:
         self.ctx.db.dispose()
 
+    def schema_is_current(self) -> bool:
+        """Whether the database is at the newest Alembic revision (`/readyz`); raises if it is unreachable."""
+        from engine.storage.migrations import is_current
+
+        return is_current(self.ctx.db.engine)
+
+    def start_ticker(self) -> None:
+        """Fire due timers and jobs from a background thread of this process (each web worker, after the fork)."""
+        from engine.jobs.ticker import start_ticker
+
+        start_ticker(self)
+
 
 __all__ = ["ProcessEngine", "Settings"]

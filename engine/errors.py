@@ -67,3 +67,9 @@ class ProcessError(OpsFlowError):
     """The process itself failed (a script, condition or service); nothing was saved."""
 
     code = "process_error"
+
+
+class AuditUnavailable(OpsFlowError):
+    """The trail cannot be written (its head is missing or unsigned, or the key is wrong): nothing is done."""
+
+    code = "audit_unavailable"

@@ -46,10 +46,8 @@ def create_app(engine: ProcessEngine | None = None, config: dict[str, Any] | Non
 
     @app.get("/readyz")
     def readyz() -> Any:
-        from engine.storage.migrations import is_current
-
         try:
-            current = is_current(engine.ctx.db.engine)
+            current = engine.schema_is_current()
         except Exception as exc:  # noqa: BLE001 (any database failure means not ready)
             return jsonify(status="unavailable", database=f"unreachable: {exc.__class__.__name__}"), 503
         if not current:

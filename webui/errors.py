@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from engine.errors import (
+    AuditUnavailable,
     BadRequest,
     Conflict,
     Forbidden,
@@ -12,7 +13,6 @@ from engine.errors import (
     ProcessError,
     ValidationFailed,
 )
-from engine.storage.audit import AuditUnavailable
 
 STATUS: dict[type[OpsFlowError], int] = {
     BadRequest: 400,

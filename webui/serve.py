@@ -1,4 +1,5 @@
-"""`opsflow serve`: the Flask app under gunicorn, each worker with its own timer ticker.
+"""`opsflow serve` (which runs `python -m webui.serve`): the Flask app under gunicorn, each worker with its
+own timer ticker.
 
 Workers build their engine after the fork and start the ticker there (engine/jobs/ticker.py): one
 APScheduler interval job per process that claims due rows in the database, so any number of
@@ -7,6 +8,7 @@ workers and `opsflow worker` processes tick side by side and each timer fires ex
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -22,11 +24,10 @@ class _Server(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:  # runs in each worker (no preload)
-        from engine.jobs.ticker import start_ticker
         from webui import create_app
 
         app = create_app()
-        start_ticker(app.extensions["opsflow"])
+        app.extensions["opsflow"].start_ticker()
         return app
 
 
@@ -37,3 +38,16 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 2) -> int:
     _Server({"bind": f"{host}:{port}", "workers": max(workers, 1), "worker_class": "gthread", "threads": 8,
              "accesslog": "-", "when_ready": when_ready, "timeout": 60}).run()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="opsflow serve", description="serve the web UI and API")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=2)
+    args = p.parse_args(argv)
+    return serve(args.host, args.port, args.workers)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

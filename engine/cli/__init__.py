@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -278,12 +279,16 @@ def cmd_jobs(engine: ProcessEngine, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(engine: ProcessEngine, args: argparse.Namespace) -> int:
-    """The web UI and API under gunicorn, with a timer ticker in the master process."""
-    from webui.serve import serve
+# The web server, run by module name: the engine never imports the web UI (it is one of the engine's callers).
+WEB_SERVER = "webui.serve"
 
+
+def cmd_serve(engine: ProcessEngine, args: argparse.Namespace) -> int:
+    """The web UI and API under gunicorn, each worker with its own timer ticker: this process becomes
+    `python -m webui.serve` (same pid, so a signal to it reaches gunicorn's master)."""
     engine.close()  # each gunicorn worker opens its own engine
-    return serve(args.host, args.port, args.workers)
+    os.execv(sys.executable, [sys.executable, "-m", WEB_SERVER, "--host", args.host, "--port", str(args.port),
+                              "--workers", str(args.workers)])
 
 
 def cmd_calendar_import(engine: ProcessEngine, args: argparse.Namespace) -> int:

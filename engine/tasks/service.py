@@ -28,6 +28,7 @@ from engine.people.substitutes import holders_for
 from engine.storage.audit import AuditService
 from engine.storage.db import Sql
 from engine.storage.models import HumanTask, ProcessInstance
+from engine.tasks.views import TaskView
 
 # The task and its case, read under the case's lock (engine/storage/db.py `Sql`; column order as listed).
 _TASK_FIELDS = ("instance_id", "process_id", "bpmn_id", "name", "role", "assignee", "state", "form_key",
@@ -53,7 +54,7 @@ INBOX_ORDERS: dict[str, tuple[Any, ...]] = {
 
 @dataclass
 class TaskDetail:
-    task: HumanTask
+    task: TaskView  # a copy of the inbox row: callers never hold an ORM row
     title: str
     case_title: str
     form: dict[str, Any] | None
@@ -157,8 +158,9 @@ class TaskService:
             # an answer: another task's decision or comment is shown in the record, not pre-filled.
             editable = case_fields_written(rules, form) if definition.by_task else set()
             prefill = {k: v for k, v in facts.items() if k in editable}
-            return TaskDetail(task, rules.name, case.title, form, prefill, rules.documentation, rules.instructions,
-                              case.definition_id, facts, approval_record(s, definition, task.instance_id))
+            return TaskDetail(TaskView.of(task), rules.name, case.title, form, prefill, rules.documentation,
+                              rules.instructions, case.definition_id, facts,
+                              approval_record(s, definition, task.instance_id))
 
     @staticmethod
     def _may_see(actor: Actor, task: HumanTask, holders: list[str] | None = None) -> bool:

@@ -6,9 +6,13 @@ import getpass
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,22 +22,27 @@ from sqlalchemy import delete, select, update
 from engine import ProcessEngine
 from engine.storage.models import AuditEvent, AuditHead
 from tests.conftest import FIXTURES, ROOT, Clock, make_settings
-from tests.engine.local_servers import WebhookServer, webhook_server  # noqa: F401
+from tests.engine.local_servers import WebhookServer, free_port, webhook_server  # noqa: F401
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "bpmn-miwg-reference"
 
 
 @pytest.fixture
-def opsflow(database_url: str, tmp_path: Path):
+def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    """The environment every command of a test runs in: its own database, var/ and processes/."""
     processes = tmp_path / "processes"
     processes.mkdir()
     shutil.copy(ROOT / "processes" / "roles.json", processes)
     env = {**os.environ, "OPSFLOW_DATABASE_URL": database_url, "OPSFLOW_VAR_DIR": str(tmp_path / "var"),
            "OPSFLOW_PROCESSES_DIR": str(processes), "OPSFLOW_FORMS_DIR": str(FIXTURES / "forms")}
     env.pop("OPSFLOW_AUDIT_KEY", None)
+    return env
 
+
+@pytest.fixture
+def opsflow(cli_env: dict[str, str], tmp_path: Path):
     def run(*args: str, stdin: str | None = None, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        result = subprocess.run([sys.executable, "-m", "engine.cli", *args], env={**env, **(extra or {})},
+        result = subprocess.run([sys.executable, "-m", "engine.cli", *args], env={**cli_env, **(extra or {})},
                                 cwd=tmp_path, capture_output=True, text=True, input=stdin, timeout=120)
         assert "Traceback" not in result.stderr, result.stderr
         return result
@@ -232,3 +241,57 @@ def test_archived_events_verify_from_their_file_and_the_rest_from_the_anchor(ops
     archive = str(tmp_path / "audit-2026.jsonl.gz")
     assert "archive intact: events 1–3 (3)" in ok(opsflow("audit", "verify-archive", archive))
     one_line_error(opsflow("audit", "archive", "--out", archive), "never overwritten")
+
+
+def eventually(check: Callable[[], object], seconds: float = 60) -> object:
+    """The first truthy answer of check, polled until the time is up."""
+    deadline = time.monotonic() + seconds
+    while not (answer := check()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.3)
+    return answer
+
+
+def http_get(url: str) -> tuple[int, object] | None:
+    """(status, JSON body), or None while nothing listens yet."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+    except OSError:
+        return None
+
+
+def test_serve_answers_over_http_and_its_worker_fires_due_timers(opsflow, cli_env: dict[str, str],
+                                                                 tmp_path: Path) -> None:
+    ok(opsflow("init"))
+    ok(opsflow("user", "add", "wang", "--role", "ops_engineer"))
+    ok(opsflow("user", "add", "liu", "--role", "ops_manager"))
+    ok(opsflow("deploy", str(FIXTURES / "timer_boundary.bpmn")))
+    ok(opsflow("start", "timer_boundary", "--as", "wang", "--data", '{"work_within": "PT1S"}'))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        server = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", str(port), "--workers", "1"],
+                                  env=cli_env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        assert eventually(lambda: http_get(f"{base}/readyz")) == (200, {"status": "ok", "database": "ok"})
+        assert http_get(f"{base}/healthz") == (200, {"status": "ok"})
+
+        def timed_out() -> list[str]:  # the deadline passed before serving: the worker's ticker fires it
+            return [t["title"] for t in json.loads(ok(opsflow("tasks", "--as", "liu", "--json")))]
+
+        assert eventually(timed_out) == ["超时处理"]
+    finally:
+        server.send_signal(signal.SIGTERM)  # `opsflow serve` became gunicorn's master: it stops its workers
+        try:
+            server.wait(timeout=30)
+        finally:
+            if server.returncode is None:
+                server.kill()
+                server.wait()
+    output = log.read_text(encoding="utf-8")
+    assert server.returncode == 0, output
+    assert f"OpsFlow is serving at {base}" in output and "Traceback" not in output

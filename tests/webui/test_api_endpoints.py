@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from tests.conftest import FIXTURES, ROOT
+from pathlib import Path
+
+from engine import ProcessEngine
+from tests.conftest import FIXTURES, ROOT, make_settings
 from tests.webui.test_api_support import Api, api, api_clock, api_engine, app  # noqa: F401
+from webui import create_app
 
 
 def error(response, status: int, code: str | None = None) -> dict:
@@ -213,3 +217,19 @@ def test_nul_characters_are_refused_with_422_not_a_server_error(api: Api) -> Non
     assert error(response, 422, "validation_failed")["details"] == [
         {"field": "name", "message": "contains a NUL character"}]
     assert api.client.get("/api/v1/tasks/x%00y", headers=headers).status_code == 404
+
+
+
+def test_ready_only_once_the_database_is_migrated(database_url: str, tmp_path: Path) -> None:
+    fresh = ProcessEngine(make_settings(database_url, tmp_path))
+    try:
+        client = create_app(fresh, {"TESTING": True}).test_client()
+        assert client.get("/healthz").get_json() == {"status": "ok"}
+        pending = client.get("/readyz")
+        assert (pending.status_code, pending.get_json()) == (
+            503, {"status": "unavailable", "database": "migrations pending: run 'opsflow init'"})
+        fresh.migrate()
+        ready = client.get("/readyz")
+        assert (ready.status_code, ready.get_json()) == (200, {"status": "ok", "database": "ok"})
+    finally:
+        fresh.close()

@@ -21,7 +21,7 @@ from werkzeug.exceptions import HTTPException
 
 from engine import ProcessEngine
 from engine.errors import OpsFlowError
-from engine.people.identity import Actor
+from engine.views import Actor
 from webui.api import bp
 from webui.errors import status_of
 

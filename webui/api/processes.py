@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Response
 
-from engine.spiff.parsing import SourceFile
+from engine.views import SourceFile
 from webui.api.access import actor, endpoint, engine
 from webui.api.schemas import BpmnQuery, DeployRequest, DeployResult, PageQuery, ProcessPage
 

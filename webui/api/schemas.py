@@ -12,7 +12,7 @@ from flask import current_app
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import inspect
 
-from engine.cases.intake import SEVERITIES, STATUSES
+from engine.views import SEVERITIES, STATUSES
 
 MAX_PAGE = 500
 NAME = validate.Length(min=1, max=128)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.storage.models import HumanTask
 from webui.api.access import actor, endpoint, engine
 from webui.api.schemas import (
     AssignRequest,
@@ -34,8 +33,7 @@ def list_tasks(query: dict[str, Any]) -> dict[str, Any]:
           response=TaskDetailSchema, errors=(403, 404))
 def get_task(task_id: str) -> dict[str, Any]:
     detail = engine().tasks.get(task_id, actor())
-    task = {column.key: getattr(detail.task, column.key) for column in HumanTask.__table__.columns}
-    return {**task, "case_title": detail.case_title, "form_schema": detail.form, "data": detail.data,
+    return {**detail.task.as_dict(), "case_title": detail.case_title, "form_schema": detail.form, "data": detail.data,
             "case_data": detail.case_data, "record": detail.record,
             "documentation": detail.documentation, "instructions": detail.instructions}
 

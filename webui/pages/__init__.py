@@ -13,8 +13,8 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from engine.config import ROOT
 from engine.errors import OpsFlowError
+from engine.views import ROOT
 from webui import engine_of_app
 from webui.errors import status_of
 

@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from engine.definitions.assignment import PRIVILEGED_READERS
-from engine.people.identity import Actor
+from engine.views import Actor
 from webui import engine_of_app
 from webui.pages.auth import login_required
 from webui.pages.tasks import field_labels

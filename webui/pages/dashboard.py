@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, g, render_template, request
 from flask_babel import gettext as _
 
-from engine.cases.reports import Dashboard
+from engine.views import Dashboard
 from webui import engine_of_app
 from webui.pages import local_time
 from webui.pages.auth import login_required

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from werkzeug.datastructures import MultiDict
 
-from engine.definitions.forms import enum_options
+from engine.views import enum_options
 
 RADIO_MAX = 4
 LONG_TEXT = 200

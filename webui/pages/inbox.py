@@ -9,9 +9,8 @@ from typing import Any
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from engine.cases.progress import case_titles
-from engine.people.identity import Actor
 from engine.tasks.service import INBOX_ORDERS, MANAGER_ROLES
+from engine.views import Actor, case_titles
 from webui import engine_of_app
 from webui.pages.auth import _safe_next, login_required
 

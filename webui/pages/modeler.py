@@ -11,10 +11,8 @@ from typing import Any
 from flask import Blueprint, Response, abort, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from engine.definitions.forms import read_form
-from engine.definitions.repository import DeployedVersion
 from engine.errors import LintFailed, OpsFlowError
-from engine.spiff.parsing import Problem, SourceFile
+from engine.views import DeployedVersion, Problem, SourceFile, read_form, schema_problem
 from webui import engine_of_app
 from webui.pages.auth import login_required
 from webui.pages.forms import FormRenderer
@@ -221,8 +219,6 @@ def form_preview(name: str) -> Any:
     except ValueError as exc:
         return render_template("_form_preview.html", form=None, problem=_("Not valid JSON: %(error)s",
                                                                            error=str(exc)))
-    from engine.definitions.forms import schema_problem
-
     problem = schema_problem(schema)
     return render_template("_form_preview.html", form=None if problem else _preview(text), problem=problem)
 

@@ -8,11 +8,8 @@ from typing import Any
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from engine.definitions.forms import declared_fields
 from engine.errors import OpsFlowError, ValidationFailed
-from engine.people.identity import Actor
-from engine.storage.models import HumanTask
-from engine.tasks.service import TaskDetail
+from engine.views import Actor, TaskDetail, TaskView, declared_fields
 from webui import engine_of_app
 from webui.pages.auth import login_required
 from webui.pages.forms import FormRenderer, errors_by_field
@@ -55,7 +52,7 @@ def undeclared_inputs(schema: dict[str, Any], names: list[str]) -> list[str]:
     return sorted(name for root, name in roots.items() if root not in declared and root not in _PAGE_INPUTS)
 
 
-def may_act(actor: Actor, task: HumanTask, holders: list[str]) -> bool:
+def may_act(actor: Actor, task: TaskView, holders: list[str]) -> bool:
     """Whether to offer the form (the engine still decides, separation of duties included)."""
     if task.state != "open":
         return False

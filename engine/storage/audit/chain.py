@@ -19,19 +19,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine.errors import OpsFlowError
+from engine.errors import AuditUnavailable, OpsFlowError
 
 GENESIS = "0" * 64
 KEY_FILE = "audit.key"
 KEY_ENV = "OPSFLOW_AUDIT_KEY"
 MIN_KEY_LENGTH = 32
 CHECKPOINT_FORMAT = "opsflow-audit-checkpoint/1"
-
-
-class AuditUnavailable(OpsFlowError):
-    """The trail cannot be written (its head is missing or unsigned, or the key is wrong): nothing is done."""
-
-    code = "audit_unavailable"
 
 
 class AuditKeyError(AuditUnavailable):
