@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -69,14 +70,15 @@ class AlertService:
         if occurred_at is not None:
             occurred_at = (occurred_at if occurred_at.tzinfo else occurred_at.replace(tzinfo=self.ctx.zone))
             occurred_at = occurred_at.astimezone(UTC)
-        alert = dict(source=source, fingerprint=fingerprint, status=status, severity=severity, system=system,
-                     text=text.strip(), occurred_at=occurred_at, system_class=system_class)
+        receive = partial(self._receive, actor, source=source, fingerprint=fingerprint, status=status,
+                          severity=severity, system=system, text=text.strip(), occurred_at=occurred_at,
+                          system_class=system_class)
         try:
-            return self._receive(actor, **alert)
+            return receive()
         except IntegrityError:
             # The same new alert arrived twice at once and the other request opened the case first.
             try:
-                return self._receive(actor, **alert)
+                return receive()
             except IntegrityError:
                 raise Conflict(f"alert {fingerprint!r} from {source!r} is being received concurrently; "
                                f"retry") from None
@@ -118,6 +120,7 @@ class AlertService:
                     s.add(alert)
                     s.flush()  # a concurrent twin fails here, on the unique (source, fingerprint)
                 alert.instance_id = row.id
+            assert alert is not None  # resolved and appended need one; opened made one
             alert.status, alert.severity, alert.last_seen_at = status, severity, now
             s.add(AlertOccurrence(alert_id=alert.id, instance_id=alert.instance_id, status=status, severity=severity,
                                   text=text, occurred_at=occurred_at, received_at=now,

@@ -147,7 +147,7 @@ class CaseStore:
         """A private copy for reading (never shared with a writer)."""
         definition = self.repository.load(row.definition_id)
         with self.ctx.db.transaction() as session:  # joins the caller's transaction if there is one
-            state = session.scalar(select(ProcessInstance.state).where(ProcessInstance.id == row.id))
+            state = session.execute(select(ProcessInstance.state).where(ProcessInstance.id == row.id)).scalar_one()
         return self.ctx.codec.load_state(state, definition.spec, definition.subprocess_specs,
                                          self.ctx.script_engine)
 

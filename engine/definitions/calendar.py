@@ -222,8 +222,8 @@ def import_holidays(directory: Path, text: str) -> dict[int, int]:
         year = closed.setdefault(str(day.year), [])
         if day.isoformat() not in year:
             year.append(day.isoformat())
-    for year in closed:
-        closed[year] = sorted(set(closed[year]))
+    for key in closed:
+        closed[key] = sorted(set(closed[key]))
     holidays["closed"] = dict(sorted(closed.items()))
     path.write_text(json.dumps(holidays, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return {int(y): len(v) for y, v in holidays["closed"].items()}

@@ -69,7 +69,7 @@ def start_ticker(engine: Any, interval: float = INTERVAL) -> BackgroundScheduler
     with _lock:
         running = _started.get(id(engine))
         if running is not None and running.running:
-            return running  # type: ignore[return-value]
+            return running
         try:
             engine.jobs.sync_start_timers()
         except Exception:  # noqa: BLE001 (the ticker starts anyway; the tick retries what it can)
@@ -77,7 +77,7 @@ def start_ticker(engine: Any, interval: float = INTERVAL) -> BackgroundScheduler
         scheduler = _configure(BackgroundScheduler(daemon=True), engine, interval)
         scheduler.start()
         _started[id(engine)] = scheduler
-        return scheduler  # type: ignore[return-value]
+        return scheduler
 
 
 def stop_ticker(engine: Any, wait: bool = True) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -245,7 +246,7 @@ _TOKEN_ACTOR = Sql(
     "WHERE t.token_hash = :hash")
 
 
-def _actor_of_rows(rows: list[Any]) -> Actor | None:
+def _actor_of_rows(rows: Sequence[Any]) -> Actor | None:
     """(username, display name, role, ...) rows, one per role, as one Actor."""
     if not rows:
         return None

@@ -18,6 +18,7 @@ Configuration (environment):
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import hmac
 import json
@@ -33,9 +34,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from engine.context import EngineContext
@@ -134,7 +135,8 @@ class NotifyService:
             query = update(Notification).where(Notification.username == username, Notification.read_at.is_(None))
             if ids is not None:
                 query = query.where(Notification.id.in_([int(i) for i in ids]))
-            return s.execute(query.values(read_at=self.ctx.now())).rowcount or 0
+            # An UPDATE's result is a CursorResult, though Session.execute is typed for any statement.
+            return cast(CursorResult[Any], s.execute(query.values(read_at=self.ctx.now()))).rowcount or 0
 
     def set_email(self, username: str, email: str | None, by: str = "system") -> None:
         if email is not None and ("@" not in email or any(c.isspace() for c in email) or len(email) > 256):
@@ -192,7 +194,7 @@ class NotifyService:
         else:
             raise SendError(f"unknown notification channel {channel!r}")
 
-    def send_email(self, to: list[str], message: Message) -> None:
+    def send_email(self, to: builtins.list[str], message: Message) -> None:  # `list` is a method here
         cfg = self.settings
         if not cfg.smtp_host:
             raise SendError("e-mail is not configured (OPSFLOW_SMTP_HOST)")
@@ -224,7 +226,7 @@ class NotifyService:
             except (smtplib.SMTPException, OSError):
                 client.close()
 
-    def send_webhook(self, message: Message, usernames: list[str] | None = None) -> None:
+    def send_webhook(self, message: Message, usernames: builtins.list[str] | None = None) -> None:
         cfg = self.settings
         if not cfg.webhook_url:
             raise SendError("the webhook is not configured (OPSFLOW_WEBHOOK_URL)")

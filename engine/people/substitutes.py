@@ -5,6 +5,7 @@ What the substitute does is recorded as done by them, acting for the holder (Hum
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -92,7 +93,7 @@ class SubstituteService:
                 query = query.where(Substitute.ends_at > self.ctx.now())
             return list(s.scalars(query))
 
-    def active_for(self, username: str, now: datetime | None = None) -> list[str]:
+    def active_for(self, username: str, now: datetime | None = None) -> builtins.list[str]:  # `list`: a method
         """The holders `username` stands in for right now."""
         with self.ctx.db.transaction() as s:
             return holders_for(s, username, now or self.ctx.now())

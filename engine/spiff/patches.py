@@ -7,6 +7,7 @@ Task iteration stops at depth 1000, so a rework loop silently stalls after ~333 
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import datetime as _dt
+from datetime import tzinfo
 
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as _timer
 from SpiffWorkflow.bpmn.util import task as _bpmn_task
@@ -25,7 +26,7 @@ TIMER_CLOCK: ContextVar[Callable[[], _dt] | None] = ContextVar("opsflow_timer_cl
 
 class _EngineClockDatetime(_dt):
     @classmethod
-    def now(cls, tz=None):  # type: ignore[no-untyped-def,override]
+    def now(cls, tz: tzinfo | None = None) -> _dt:  # type: ignore[override]  # a plain datetime
         clock = TIMER_CLOCK.get()
         return clock().astimezone(tz) if clock is not None else _dt.now(tz)
 

@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import CursorResult, Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -74,6 +74,21 @@ def _pyformat(text: str) -> str:
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
 
+class Result(Protocol):
+    """What `run` returns: `Rows` over the driver's cursor, or SQLAlchemy's CursorResult (rows of any width)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def first(self) -> Any: ...
+
+    def all(self) -> Sequence[Any]: ...
+
+    def scalar_one(self) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
 class Rows:
     """The few result methods the hot path uses, over a DBAPI cursor."""
 
@@ -102,7 +117,7 @@ class Rows:
         return iter(self._cursor.fetchall())
 
 
-def run(session: Session, sql: Sql, params: Params = ()) -> Rows | CursorResult[Any]:
+def run(session: Session, sql: Sql, params: Params = ()) -> Result:
     """Execute a hot-path statement on the session's connection (one row of params, or many).
 
     Straight to the driver's cursor, half the cost of `exec_driver_sql`; when someone listens
@@ -111,7 +126,7 @@ def run(session: Session, sql: Sql, params: Params = ()) -> Rows | CursorResult[
     connection = session.connection()
     text = sql.sqlite if connection.dialect.name == "sqlite" else sql.pyformat
     if connection.dispatch.before_cursor_execute:
-        return connection.exec_driver_sql(text, params)  # type: ignore[arg-type]
+        return connection.exec_driver_sql(text, params)
     dbapi_connection = connection.connection.dbapi_connection
     cursor = dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
@@ -185,7 +200,7 @@ class Database:
         finally:
             session.close()
 
-    def run(self, session: Session, sql: Sql, params: Params = ()) -> Rows | CursorResult[Any]:
+    def run(self, session: Session, sql: Sql, params: Params = ()) -> Result:
         return run(session, sql, params)
 
     def time_in(self, value: datetime | None) -> Any:

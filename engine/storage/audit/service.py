@@ -203,12 +203,10 @@ class AuditService:
         note = None
         if problem is None and watch is not None and head is not None:
             problem, note = _against_checkpoint(walk, head, *watch, checkpoint.get("at", "?") if checkpoint else "?")
-        common = {"events": walk.count, "legacy": walk.legacy, "keyed_from": head.keyed_from if head else None,
-                  "archived_to": head.archived_to if head else 0, "last_id": walk.last_id, "last_hash": walk.prev,
-                  "note": note}
-        if problem is not None:
-            return ChainReport(False, first_bad_id=problem.first_bad_id, reason=problem.reason, **common)
-        return ChainReport(True, **common)
+        return ChainReport(problem is None, walk.count, first_bad_id=problem.first_bad_id if problem else None,
+                           reason=problem.reason if problem else None, legacy=walk.legacy,
+                           keyed_from=head.keyed_from if head else None, archived_to=head.archived_to if head else 0,
+                           last_id=walk.last_id, last_hash=walk.prev, note=note)
 
     @staticmethod
     def _head_problem(s: Session, head: Head | None, key: AuditKey) -> Problem | None:
