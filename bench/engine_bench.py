@@ -48,7 +48,7 @@ from bench.common import (
     state_bytes,
     summary_ms,
 )
-from engine.cases.store import instance_output_item
+from engine.spiff.workflow import instance_output_item
 
 
 # sizes --------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
     engine = ProcessEngine.from_env()
     engine.repository.deploy(...); engine.runtime.start(...); engine.tasks.complete(...)
 
-Pure Python over SpiffWorkflow and SQLAlchemy; never imports Flask.
+Pure Python over SQLAlchemy, with the BPMN library kept behind engine/spiff/; never imports Flask.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from datetime import datetime, time
 from typing import Any
 
-from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from sqlalchemy import or_, select
 
 from engine.cases.runtime import RuntimeService
@@ -21,6 +20,7 @@ from engine.context import EngineContext
 from engine.definitions.calendar import CalendarService
 from engine.errors import BadRequest, NotFound
 from engine.people.identity import IdentityService
+from engine.spiff.timers import duration_from, parse_iso_duration
 from engine.storage.models import CaseLink, ProcessInstance
 
 _REGISTER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -226,8 +226,7 @@ class LibraryServices:
             moment = datetime.combine(day, time(23, 59, 59), tzinfo=zone)
         if duration:
             try:
-                parsed = TimerEventDefinition.parse_iso_duration(str(duration))
-                moment += TimerEventDefinition.get_timedelta_from_start(parsed, moment)
+                moment += duration_from(moment, parse_iso_duration(str(duration)))
             except Exception:  # noqa: BLE001 (any parse failure is the author's problem)
                 raise BadRequest(f"deadline: {duration!r} is not an ISO 8601 duration such as PT30M or P30D") \
                     from None

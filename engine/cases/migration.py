@@ -14,7 +14,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
 from engine.cases.store import CaseStore, OpenCase
@@ -23,12 +22,10 @@ from engine.definitions.repository import LoadedDefinition, RepositoryService
 from engine.definitions.versions import VersionDiff, diff
 from engine.errors import BadRequest, Forbidden
 from engine.people.identity import Actor
-from engine.spiff.serializer import PRUNED_KEY
+from engine.spiff.state import drop_predicted, stored_steps
+from engine.spiff.workflow import predict
 from engine.storage.audit import AuditService
 from engine.storage.models import ProcessInstance
-
-_NOT_REACHED = TaskState.PREDICTED_MASK | TaskState.FUTURE
-_REACHED = TaskState.WAITING | TaskState.READY | TaskState.STARTED | TaskState.COMPLETED | TaskState.ERROR
 
 
 @dataclass(frozen=True)
@@ -114,46 +111,39 @@ class MigrationService:
         new_specs = _task_specs(target)
         touched = changes.touched()
         waiting: list[str] = []
-        # Completed steps whose tasks were pruned from the tree count as completed tasks (they ran first).
-        pruned = {name: {"task_spec": name, "state": TaskState.COMPLETED} for name in state.get(PRUNED_KEY) or ()}
-        for tasks in [pruned, *_task_maps(state)]:
-            for task in tasks.values():
-                name, task_state = task["task_spec"], task["state"]
-                if not task_state & _REACHED:
-                    if task_state & TaskState.FUTURE and _parent_state(tasks, task) & TaskState.COMPLETED \
-                            and name not in new_specs:
-                        return f"step {name!r}, which the case is about to reach, was removed", tuple(waiting)
-                    continue
-                old = old_specs.get(name)
-                label = _label(old, name)
-                done = task_state & TaskState.COMPLETED
-                where = "has completed" if done else "is waiting at"
-                if task_state & (TaskState.READY | TaskState.WAITING) and old is not None and old.bpmn_id:
-                    waiting.append(label)
-                new = new_specs.get(name)
-                if new is None:
-                    return f"step {label}, which the case {where}, was removed", tuple(waiting)
-                if old is not None and type(old) is not type(new):
-                    return (f"step {label}, which the case {where}, changed type "
-                            f"({type(old).__name__} → {type(new).__name__})"), tuple(waiting)
-                bpmn_id = getattr(old, "bpmn_id", None)
-                if bpmn_id and bpmn_id in touched and (done or bpmn_id not in changes.rerouted):
-                    return f"step {label}, which the case {where}, was changed", tuple(waiting)
-                if bpmn_id in source.rules and source.rules[bpmn_id] != target.rules.get(bpmn_id):
-                    return (f"step {label}, which the case {where}, has a different role, form or rules"
-                            ), tuple(waiting)
+        for step in stored_steps(state):  # the completed steps pruned from the tree included
+            name = step.name
+            if not step.reached:
+                if step.next and name not in new_specs:
+                    return f"step {name!r}, which the case is about to reach, was removed", tuple(waiting)
+                continue
+            old = old_specs.get(name)
+            label = _label(old, name)
+            done = step.completed
+            where = "has completed" if done else "is waiting at"
+            if step.waiting and old is not None and old.bpmn_id:
+                waiting.append(label)
+            new = new_specs.get(name)
+            if new is None:
+                return f"step {label}, which the case {where}, was removed", tuple(waiting)
+            if old is not None and type(old) is not type(new):
+                return (f"step {label}, which the case {where}, changed type "
+                        f"({type(old).__name__} → {type(new).__name__})"), tuple(waiting)
+            bpmn_id = getattr(old, "bpmn_id", None)
+            if bpmn_id and bpmn_id in touched and (done or bpmn_id not in changes.rerouted):
+                return f"step {label}, which the case {where}, was changed", tuple(waiting)
+            if bpmn_id in source.rules and source.rules[bpmn_id] != target.rules.get(bpmn_id):
+                return (f"step {label}, which the case {where}, has a different role, form or rules"
+                        ), tuple(waiting)
         return None, tuple(waiting)
 
     def _move(self, s: Any, row: ProcessInstance, state: dict[str, Any], from_version: int,
               target: LoadedDefinition, actor: Actor) -> None:
         """Re-load the state against the new version's spec and save it under the case lock."""
-        for tasks_holder in _workflow_dicts(state):
-            _drop_predicted(tasks_holder)
+        drop_predicted(state)
         text = json.dumps(state, separators=(",", ":"))
         workflow = self.ctx.codec.load_state(text, target.spec, target.subprocess_specs, self.ctx.script_engine)
-        workflow._predict()
-        for sub in workflow.subprocesses.values():
-            sub._predict()
+        predict(workflow)
         row.definition_id = target.id
         self.store.save(s, OpenCase(row, target, workflow))
         self.audit.record(s, actor.username, "case.migrated", instance_id=row.id,
@@ -173,34 +163,3 @@ def _label(ts: Any, name: str) -> str:
     title = getattr(ts, "bpmn_name", None)
     return f"{name!r} ({title})" if title else repr(name)
 
-
-def _workflow_dicts(state: dict[str, Any]) -> list[dict[str, Any]]:
-    return [state, *[sub for sub in (state.get("subprocesses") or {}).values() if isinstance(sub, dict)]]
-
-
-def _task_maps(state: dict[str, Any]) -> list[dict[str, Any]]:
-    return [w.get("tasks") or {} for w in _workflow_dicts(state)]
-
-
-def _parent_state(tasks: dict[str, Any], task: dict[str, Any]) -> int:
-    parent = tasks.get(task.get("parent") or "")
-    return int(parent["state"]) if parent else TaskState.COMPLETED
-
-
-def _drop_predicted(workflow: dict[str, Any]) -> None:
-    """Remove tasks not reached yet under unfinished ones; they are predicted again from the new spec."""
-    tasks: dict[str, Any] = workflow.get("tasks") or {}
-    drop: set[str] = set()
-
-    def remove(task_id: str) -> None:
-        drop.add(task_id)
-        for child in tasks.get(task_id, {}).get("children") or []:
-            remove(child)
-
-    for task_id, task in tasks.items():
-        if task["state"] & _NOT_REACHED and not _parent_state(tasks, task) & TaskState.COMPLETED:
-            remove(task_id)
-    for task_id in drop:
-        tasks.pop(task_id, None)
-    for task in tasks.values():
-        task["children"] = [c for c in task.get("children") or [] if c not in drop]

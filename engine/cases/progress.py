@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
 from engine.cases.store import CaseStore
 from engine.context import EngineContext
 from engine.errors import NotFound
-from engine.spiff.pruning import pruned_bpmn_ids
+from engine.spiff.workflow import element_states
 from engine.storage.models import HumanTask, ProcessInstance
 
 
@@ -36,17 +35,7 @@ def case_progress(ctx: EngineContext, store: CaseStore, instance_id: int) -> Cas
         row = s.get(ProcessInstance, instance_id)
         if row is None:
             raise NotFound(f"unknown case {instance_id}")
-        workflow = store.read(s, row)
-        completed = pruned_bpmn_ids(workflow)
-        active: set[str] = set()
-        for task in workflow.get_tasks():
-            bpmn_id = task.task_spec.bpmn_id
-            if bpmn_id is None:
-                continue
-            if task.state == TaskState.COMPLETED:
-                completed.add(bpmn_id)
-            elif task.state & (TaskState.READY | TaskState.WAITING | TaskState.STARTED):
-                active.add(bpmn_id)
+        completed, active = element_states(store.read(s, row))
         overdue = set(s.scalars(select(HumanTask.bpmn_id).where(
             HumanTask.instance_id == instance_id, HumanTask.state == "open", HumanTask.due_at < ctx.now())))
         return CaseProgress(row.id, row.process_id, row.definition.version,

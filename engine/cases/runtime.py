@@ -7,18 +7,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
-from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import and_, func, or_, select
 
 from engine.cases.record import ApprovalEntry, approval_record
-from engine.cases.store import CaseStore, OpenCase, next_timer_due
+from engine.cases.store import CaseStore, OpenCase
 from engine.context import EngineContext
 from engine.definitions.assignment import PRIVILEGED_READERS, can_read_case
 from engine.definitions.forms import type_marker_errors
 from engine.definitions.repository import RepositoryService
 from engine.errors import BadRequest, Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from engine.people.identity import Actor, IdentityService
+from engine.spiff.messages import send_message
+from engine.spiff.timers import next_timer_due
+from engine.spiff.workflow import case_data, new_workflow
 from engine.storage.audit import AuditService
 from engine.storage.db import Sql
 from engine.storage.models import AuditEvent, CaseLink, HumanTask, MessageSubscription, ProcessInstance
@@ -75,9 +76,7 @@ class RuntimeService:
         errors = start_data_errors(definition, data)
         if errors:
             raise ValidationFailed(f"the start data of {process_id!r} has {len(errors)} error(s)", errors)
-        workflow = BpmnWorkflow(definition.spec, definition.subprocess_specs,
-                                script_engine=self.ctx.script_engine)
-        workflow.task_tree.data.update(data)
+        workflow = new_workflow(definition.spec, definition.subprocess_specs, self.ctx.script_engine, data)
         workflow.correlations = self._seed_correlations(definition.spec, data, business_key)
         if prepare is not None:
             prepare(workflow)
@@ -104,7 +103,7 @@ class RuntimeService:
     def _seed_correlations(self, spec: Any, data: dict[str, Any], business_key: str | None) -> dict:
         """Seed every correlation key from the start data (or the business key).
 
-        SpiffWorkflow lets a case with no correlation values accept any message; seeding closes that.
+        A case with no correlation values would accept any message; seeding closes that.
         """
         seeded: dict[str, dict[str, Any]] = {}
         for ts in spec.task_specs.values():
@@ -153,18 +152,13 @@ class RuntimeService:
         instance_id = matching[0]
         with self.ctx.db.transaction() as s:
             with self.store.open(s, instance_id) as case:
-                waiting = [t for t in case.workflow.get_tasks(state=TaskState.WAITING)
-                           if getattr(getattr(t.task_spec, "event_definition", None), "name", None) == name]
-                if not waiting:
-                    raise NotFound(f"case {instance_id} is no longer waiting for message {name!r}")
-                definition = waiting[0].task_spec.event_definition
-                event = BpmnEvent(definition, payload={**correlation, **payload},
-                                  correlations=case.workflow.correlations)
                 try:
                     with self.store.clock():
-                        case.workflow.send_event(event)
+                        delivered = send_message(case.workflow, name, {**correlation, **payload})
                 except Exception as exc:  # noqa: BLE001 (Spiff raises a bare WorkflowException)
                     raise NotFound(f"case {instance_id} did not accept message {name!r}: {exc}") from None
+                if not delivered:
+                    raise NotFound(f"case {instance_id} is no longer waiting for message {name!r}")
                 self.store.run_engine(case.workflow, instance_id, actor.username)
                 self.store.save(s, case)
                 self.audit.record(s, actor.username, "message.delivered", instance_id=instance_id,
@@ -344,14 +338,3 @@ def start_data_errors(definition: Any, data: dict[str, Any]) -> list[FieldError]
                    if k in definition.computed and k not in definition.answer_keys]
     return errors
 
-
-def case_data(workflow: Any) -> dict[str, Any]:
-    """The case's current data: the open tasks' view, else the last completed task's."""
-    ready = [t for t in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING)
-             if t.task_spec.bpmn_id is not None]  # not the internal joins, which carry no data
-    if ready:
-        return dict(ready[0].data)
-    if workflow.data:
-        return dict(workflow.data)
-    last = workflow.last_task
-    return dict(last.data) if last is not None else dict(workflow.task_tree.data)

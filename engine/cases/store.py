@@ -14,17 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
-from SpiffWorkflow.bpmn import BpmnWorkflow
-from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
-    CycleTimerEventDefinition,
-    TimeDateEventDefinition,
-    TimerEventDefinition,
-)
-from SpiffWorkflow.bpmn.specs.mixins.none_task import NoneTask
-from SpiffWorkflow.exceptions import TaskNotFoundException
-from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -36,7 +26,10 @@ from engine.definitions.deadlines import due_at, priority_of
 from engine.definitions.repository import LoadedDefinition, RepositoryService
 from engine.errors import Conflict, NotFound, OpsFlowError, ProcessError
 from engine.people.identity import IdentityService
+from engine.spiff.messages import can_wait_for_messages, correlation_values, waiting_messages
 from engine.spiff.patches import TIMER_CLOCK
+from engine.spiff.timers import next_timer_due
+from engine.spiff.workflow import Workflow, ready_manual_tasks, run_automatic_steps
 from engine.storage.db import Sql
 from engine.storage.models import HumanTask, MessageSubscription, ProcessInstance
 
@@ -45,7 +38,7 @@ from engine.storage.models import HumanTask, MessageSubscription, ProcessInstanc
 class OpenCase:
     row: ProcessInstance
     definition: LoadedDefinition
-    workflow: BpmnWorkflow
+    workflow: Workflow
     # Ids of the user tasks that were open when the case was loaded (the inbox rows, by the save
     # invariant); None when unknown, and the save reads them from the database instead.
     open_before: set[str] | None = None
@@ -79,16 +72,16 @@ class WorkflowCache:
     """
 
     def __init__(self, size: int = 512) -> None:
-        self._items: OrderedDict[int, tuple[int, BpmnWorkflow, set[str] | None]] = OrderedDict()
+        self._items: OrderedDict[int, tuple[int, Workflow, set[str] | None]] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
-    def take(self, instance_id: int, revision: int) -> tuple[BpmnWorkflow, set[str] | None] | None:
+    def take(self, instance_id: int, revision: int) -> tuple[Workflow, set[str] | None] | None:
         with self._lock:
             item = self._items.pop(instance_id, None)
         return (item[1], item[2]) if item and item[0] == revision else None
 
-    def put(self, instance_id: int, revision: int, workflow: BpmnWorkflow, open_ids: set[str] | None = None) -> None:
+    def put(self, instance_id: int, revision: int, workflow: Workflow, open_ids: set[str] | None = None) -> None:
         with self._lock:
             self._items[instance_id] = (revision, workflow, open_ids)
             while len(self._items) > self._size:
@@ -143,7 +136,7 @@ class CaseStore:
         row_id, revision, workflow, open_ids = case.row.id, case.row.revision, case.workflow, case.open_before
         s.info.setdefault("after_commit", []).append(lambda: self.cache.put(row_id, revision, workflow, open_ids))
 
-    def read(self, s: Session, row: ProcessInstance) -> BpmnWorkflow:
+    def read(self, s: Session, row: ProcessInstance) -> Workflow:
         """A private copy for reading (never shared with a writer)."""
         definition = self.repository.load(row.definition_id)
         with self.ctx.db.transaction() as session:  # joins the caller's transaction if there is one
@@ -161,22 +154,12 @@ class CaseStore:
         finally:
             TIMER_CLOCK.reset(token)
 
-    def run_engine(self, workflow: BpmnWorkflow, case_id: int, actor: str, refresh_timers: bool = False) -> None:
+    def run_engine(self, workflow: Workflow, case_id: int, actor: str, refresh_timers: bool = False) -> None:
         """Run every automatic step; abstract tasks (bpmn:task) complete by themselves."""
         token = self.ctx.current_case.set((case_id, actor))
         clock_token = TIMER_CLOCK.set(self.ctx.clock)
         try:
-            if refresh_timers:
-                workflow.refresh_timers()
-            workflow.do_engine_steps()
-            while _has_abstract_tasks(workflow):
-                abstract = [t for t in workflow.get_tasks(state=TaskState.READY, manual=True)
-                            if isinstance(t.task_spec, NoneTask)]
-                if not abstract:
-                    break
-                for task in abstract:
-                    task.run()
-                workflow.do_engine_steps()
+            run_automatic_steps(workflow, refresh_timers)
         except OpsFlowError:
             raise
         except Exception as exc:  # a script, condition, DMN or service failed: report it as itself
@@ -187,10 +170,9 @@ class CaseStore:
 
     # save ---------------------------------------------------------------------------------------
     @staticmethod
-    def open_user_tasks(workflow: BpmnWorkflow, definition: LoadedDefinition) -> dict[str, Any]:
+    def open_user_tasks(workflow: Workflow, definition: LoadedDefinition) -> dict[str, Any]:
         """The user tasks waiting for someone, by id: what the inbox holds for this case."""
-        return {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)
-                if t.task_spec.bpmn_id in definition.rules}
+        return {str(t.id): t for t in ready_manual_tasks(workflow) if t.task_spec.bpmn_id in definition.rules}
 
     def save(self, s: Session, case: OpenCase) -> list[HumanTask]:
         """Write state, inbox rows, subscriptions and the next timer; returns the new inbox rows.
@@ -291,81 +273,16 @@ class CaseStore:
         """dueFrom / dueInFrom / dueIn, in calendar or working time (engine/definitions/deadlines.py)."""
         return due_at(rules, data, now, self.ctx.zone, self.calendar)
 
-    def _sync_subscriptions(self, s: Session, instance_id: int, wf: BpmnWorkflow) -> None:
-        if not _has_message_events(wf):
+    def _sync_subscriptions(self, s: Session, instance_id: int, wf: Workflow) -> None:
+        if not can_wait_for_messages(wf):
             return
         s.execute(delete(MessageSubscription).where(MessageSubscription.instance_id == instance_id))
         if wf.completed:
             return
-        values: dict[str, Any] = {}
-        for props in (wf.correlations or {}).values():
-            values.update(props)
-        for event in wf.waiting_events():
-            if event.event_type.endswith("MessageEventDefinition"):
-                s.add(MessageSubscription(instance_id=instance_id, message_name=event.name,
-                                          correlation=self.ctx.codec.to_plain(values)))
-
-
-_SPEC_FACTS: dict[tuple[int, str], bool] = {}
-
-
-def _any_task_spec(workflow: BpmnWorkflow, fact: str, test: Callable[[Any], bool]) -> bool:
-    """Whether any task spec of the process or a subprocess it calls passes `test`; specs are shared
-    per deployed version, so each fact is worked out once per version."""
-    key = (id(workflow.spec), fact)
-    known = _SPEC_FACTS.get(key)
-    if known is None:
-        specs = [workflow.spec, *(workflow.subprocess_specs or {}).values()]
-        known = _SPEC_FACTS[key] = any(test(ts) for spec in specs for ts in spec.task_specs.values())
-    return known
-
-
-def _has_message_events(workflow: BpmnWorkflow) -> bool:
-    """Whether the case can wait for a message at all."""
-    return _any_task_spec(workflow, "message", lambda ts: "Message" in type(
-        getattr(ts, "event_definition", None)).__name__)
-
-
-def _has_abstract_tasks(workflow: BpmnWorkflow) -> bool:
-    """Whether the process has bpmn:task at all (they complete by themselves); most have none."""
-    return _any_task_spec(workflow, "abstract", lambda ts: isinstance(ts, NoneTask))
-
-
-def next_timer_due(wf: BpmnWorkflow) -> datetime | None:
-    """The earliest due time of any waiting timer, in the case or its subprocesses."""
-    dues = []
-    for task in wf.event_manager.tasks.values():
-        event = task.task_spec.event_definition
-        for definition in getattr(event, "event_definitions", None) or [event]:
-            if not isinstance(definition, TimerEventDefinition):
-                continue
-            value = task._get_internal_data("event_value")
-            if value is None:
-                continue
-            if isinstance(definition, CycleTimerEventDefinition):
-                due = datetime.fromisoformat(value["next"]) if value.get("cycles", 0) != 0 else None
-            elif isinstance(definition, TimeDateEventDefinition):
-                due = TimerEventDefinition.parse_time_or_duration(value)
-            else:
-                due = TimerEventDefinition.get_datetime(value)
-            if due is not None:
-                dues.append(due)
-    return min(dues, default=None)
-
-
-def instance_output_item(task: Any) -> str | None:
-    """The output data item of the multi-instance activity this task is one instance of: each
-    instance's answers are its output (collected into the activity's loopDataOutputRef)."""
-    parent_spec = getattr(task.parent, "task_spec", None) if task.parent is not None else None
-    item = getattr(parent_spec, "output_item", None)
-    return getattr(item, "bpmn_id", None) if getattr(parent_spec, "data_output", None) is not None else None
-
-
-def task_of(wf: BpmnWorkflow, task_id: str) -> Any:
-    try:
-        return wf.get_task_from_id(UUID(task_id))
-    except (ValueError, KeyError, TaskNotFoundException):  # pruned history, or never this case's
-        return None
+        values = correlation_values(wf)
+        for name in waiting_messages(wf):
+            s.add(MessageSubscription(instance_id=instance_id, message_name=name,
+                                      correlation=self.ctx.codec.to_plain(values)))
 
 
 def _describe(exc: BaseException) -> str:

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from engine.spiff.timers import duration_from, parse_iso_duration
 
 CALENDARS = ("calendar", "working")
 CHANNELS = ("inapp", "email", "webhook")
@@ -49,12 +49,12 @@ def manager_role(role: str) -> str:
 
 # durations ----------------------------------------------------------------------------------------
 def parse_duration(text: str) -> dict[str, float]:
-    """An ISO 8601 duration as SpiffWorkflow parses it ({'days': 5, 'hours': 4}); ValueError if invalid."""
+    """An ISO 8601 duration as the BPMN timers parse it ({'days': 5, 'hours': 4}); ValueError if invalid."""
     text = str(text).strip()
     if not text.upper().startswith("P"):
         raise ValueError(f"{text!r} is not an ISO 8601 duration such as P1D or PT4H")
     try:
-        return TimerEventDefinition.parse_iso_duration(text)
+        return parse_iso_duration(text)
     except Exception:  # noqa: BLE001 (Spiff raises a bare Exception)
         raise ValueError(f"{text!r} is not an ISO 8601 duration such as P1D or PT4H") from None
 
@@ -62,7 +62,7 @@ def parse_duration(text: str) -> dict[str, float]:
 def add_duration(start: datetime, parsed: dict[str, float], times: int = 1) -> datetime:
     """start + times x duration, with calendar-correct months and years (in start's zone)."""
     scaled = {k: v * times for k, v in parsed.items()}
-    return start + TimerEventDefinition.get_timedelta_from_start(scaled, start)
+    return start + duration_from(start, scaled)
 
 
 def add_working(start: datetime, parsed: dict[str, float], calendar: Any) -> datetime:

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -41,6 +40,8 @@ from engine.spiff.parsing import (
     snippets,
 )
 from engine.spiff.sandbox import check_snippet
+from engine.spiff.specs import is_start_event, is_user_task
+from engine.spiff.timers import parse_iso_duration, timer_expression
 from engine.storage.audit import AuditService
 from engine.storage.db import Sql
 from engine.storage.models import ProcessDefinition, ProcessInstance
@@ -215,8 +216,8 @@ class RepositoryService:
                     reason = check_snippet(snippet.source, snippet.mode)
                     if reason:
                         add(file, snippet.element, f"{snippet.kind} refused by the script sandbox: {reason}")
-                event = getattr(ts, "event_definition", None)
-                if isinstance(event, TimerEventDefinition) and not (event.expression or "").strip():
+                expression = timer_expression(ts)
+                if expression is not None and not expression.strip():
                     add(file, ts.bpmn_id, "timer has no expression")
         return forms, problems
 
@@ -238,14 +239,14 @@ class RepositoryService:
                     add(f"{label}: {reason}")
                 else:
                     forms[rules.form] = schema
-        elif type(ts).__name__ == "UserTask":
+        elif is_user_task(ts):
             add(f"{label} has no form (set the formJsonSchemaFilename property)")
         for message in case_field_problems(rules, forms.get(rules.form) if rules.form else None,
                                            computed or {}, human_ids):
             add(f"{label}: {message}")
         if rules.due_in:
             try:
-                TimerEventDefinition.parse_iso_duration(rules.due_in)
+                parse_iso_duration(rules.due_in)
             except Exception:  # noqa: BLE001 (any parse failure is the author's problem)
                 add(f"{label}: dueIn {rules.due_in!r} is not an ISO 8601 duration such as P1D or PT4H")
         for ref in rules.separation_of_duties:
@@ -314,7 +315,7 @@ class RepositoryService:
                 spec, subs = self.ctx.codec.load_spec(row.spec_json)
                 answers = row.answers
             start_lanes = [ts.lane for ts in spec.task_specs.values()
-                           if type(ts).__name__ == "StartEvent" and ts.lane]
+                           if is_start_event(ts) and ts.lane]
             loaded = LoadedDefinition(row.id, row.process_id, row.version, row.name, spec, subs,
                                       user_task_rules(spec, subs), row.forms,
                                       self.identity.resolve_role(start_lanes[0]) if start_lanes else None,

@@ -1,6 +1,6 @@
 """What OpsFlow reads from a user task in the BPMN: role, form, due time, assignee and rules.
 
-Declared with SpiffWorkflow's own extension (bpmn-js-spiffworkflow writes these):
+Declared with the spiffworkflow BPMN extension (bpmn-js-spiffworkflow writes these):
 
     <spiffworkflow:properties>
       <spiffworkflow:property name="formJsonSchemaFilename" value="change_approval.json"/>
@@ -26,10 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from SpiffWorkflow.bpmn.specs.mixins.manual_task import ManualTask
-from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
-
 from engine.definitions.forms import declared_fields
+from engine.spiff.specs import is_human_task, is_script_task
 
 STARTER = "starter"
 ALL_FIELDS = "*"
@@ -85,7 +83,7 @@ class UserTaskRules:
 
 
 def is_human(ts: Any) -> bool:
-    return isinstance(ts, UserTask | ManualTask) and ts.bpmn_id is not None
+    return is_human_task(ts) and ts.bpmn_id is not None
 
 
 def all_task_specs(spec: Any, subprocess_specs: dict[str, Any]) -> Iterable[Any]:
@@ -107,7 +105,7 @@ def computed_fields(spec: Any, subprocess_specs: dict[str, Any]) -> dict[str, st
         element = ts.bpmn_id or ts.name
         names: list[str] = []
         script = getattr(ts, "script", None)
-        if type(ts).__name__ == "ScriptTask" and isinstance(script, str):
+        if is_script_task(ts) and isinstance(script, str):
             names += _assigned_names(script)
         result = getattr(ts, "result_variable", None)
         if isinstance(result, str) and getattr(ts, "operation_name", None):

@@ -27,11 +27,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
-    CycleTimerEventDefinition,
-    DurationTimerEventDefinition,
-    TimerEventDefinition,
-)
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
@@ -44,6 +39,7 @@ from engine.errors import LintFailed, NotFound
 from engine.people.identity import Actor, IdentityService
 from engine.people.notify import Message, NotifyService
 from engine.spiff.parsing import Problem
+from engine.spiff.timers import StartTimer, fire_start_timer, start_timer
 from engine.storage.audit import AuditService
 from engine.storage.models import HumanTask, Job, ProcessDefinition, ProcessInstance
 
@@ -51,7 +47,6 @@ log = logging.getLogger("opsflow.jobs")
 
 SYSTEM = Actor("system", "系统", frozenset({"__system__"}))
 DEFAULT_RETRIES = 5
-EPOCH = "1970-01-01T00:00:00+00:00"
 
 JobHandler = Callable[..., Any]
 
@@ -414,7 +409,7 @@ class JobService:
     def _sync_start(self, s: Session, process_id: str, spec: Any) -> int:
         pending = self._pending_starts(s, process_id)
         found = start_timer(spec)
-        schedule = self._first_start(process_id, found[1]) if found else None
+        schedule = self._first_start(process_id, found) if found else None
         if schedule is not None and any(j.payload.get("expression") == schedule["expression"] for j in pending):
             return 0  # unchanged timer: keep the start already scheduled
         for job in pending:
@@ -427,28 +422,28 @@ class JobService:
                   retries_left=DEFAULT_RETRIES, created_at=self.ctx.now()))
         return 1
 
-    def _first_start(self, process_id: str, definition: TimerEventDefinition) -> dict[str, Any] | None:
+    def _first_start(self, process_id: str, timer: StartTimer) -> dict[str, Any] | None:
         """The first start at or after now, or None (a date already past, or no cycles left)."""
-        text = self._timer_text(definition)
+        text = self._timer_text(timer.expression)
         now, zone = self.ctx.now(), self.ctx.zone
         base = {"process_id": process_id, "expression": text}
-        if isinstance(definition, CycleTimerEventDefinition):
+        if timer.kind == "cycle":
             cycles, start, duration = parse_cycle(text, now, zone)
             index = first_index_after(start, duration, now, inclusive=True)
             if cycles != -1 and index >= cycles:
                 return None
             return {**base, "type": "cycle", "start": start.isoformat(), "duration": duration, "cycles": cycles,
                     "index": index, "due": occurrence(start, duration, index)}
-        if isinstance(definition, DurationTimerEventDefinition):
+        if timer.kind == "duration":
             return {**base, "type": "duration", "due": add_duration(now, parse_duration(text))}
         due = parse_moment(text, zone)
         return {**base, "type": "date", "due": due} if due >= now else None
 
-    def _timer_text(self, definition: TimerEventDefinition) -> str:
+    def _timer_text(self, expression: str) -> str:
         try:
-            value = self.ctx.environment.evaluate(definition.expression, {})
+            value = self.ctx.environment.evaluate(expression, {})
         except Exception as exc:  # noqa: BLE001 (a start event has no case data: literals only)
-            raise ValueError(f"{definition.expression!r} must be a quoted ISO 8601 literal "
+            raise ValueError(f"{expression!r} must be a quoted ISO 8601 literal "
                              f"(a start event has no case data): {exc}") from None
         if isinstance(value, datetime):
             return value.isoformat()
@@ -472,11 +467,11 @@ class JobService:
                                                              ProcessInstance.business_key == key)).first()
         if started is None:
             case = self.runtime.start(process_id, SYSTEM, {}, business_key=key, check_role=False,
-                                      prepare=fire_start_events)
+                                      prepare=fire_start_timer)
             started = case.id
             late = (now - due).total_seconds() * 1000
             self.audit.record(s, "system", "timer.fired", instance_id=case.id,
-                              data={"due": due, "late_ms": round(late, 1), "start_event": found[0].bpmn_id})
+                              data={"due": due, "late_ms": round(late, 1), "start_event": found.element})
         job.payload = {**payload, "outcome": "started", "instance_id": started}
         if payload.get("type") != "cycle":
             return
@@ -490,27 +485,6 @@ class JobService:
 
 
 # timer start events: helpers ---------------------------------------------------------------------
-def start_timer(spec: Any) -> tuple[Any, TimerEventDefinition] | None:
-    """The (task spec, timer) of the process's timer start event, if it starts on a timer."""
-    for ts in spec.task_specs.values():
-        event = getattr(ts, "event_definition", None)
-        if type(ts).__name__ == "StartEvent" and isinstance(event, TimerEventDefinition):
-            return ts, event
-    return None
-
-
-def fire_start_events(workflow: Any) -> None:
-    """Make the timer start event of a new workflow fire at once (the job was its timer)."""
-    for task in workflow.get_tasks():
-        event = getattr(task.task_spec, "event_definition", None)
-        if type(task.task_spec).__name__ != "StartEvent" or not isinstance(event, TimerEventDefinition):
-            continue
-        if isinstance(event, CycleTimerEventDefinition):  # one cycle, due long ago: spawns one path
-            task._set_internal_data(event_value={"cycles": 1, "next": EPOCH, "duration": 0})
-        else:
-            task._set_internal_data(event_fired=True)
-
-
 _CYCLE = re.compile(r"^R(\d*)/([^/]+)(?:/([^/]+))?$", re.I)
 
 

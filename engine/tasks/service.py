@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import and_, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from engine.cases.record import ApprovalEntry, approval_record
-from engine.cases.store import CaseStore, instance_output_item, task_of
+from engine.cases.store import CaseStore
 from engine.context import EngineContext
 from engine.definitions.assignment import PRIVILEGED_READERS, check_may_act, distinct_users_errors, performers
 from engine.definitions.forms import field_errors, undeclared_errors
@@ -25,6 +24,7 @@ from engine.definitions.rules import UserTaskRules, case_fields_written
 from engine.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
 from engine.people.identity import Actor, IdentityService
 from engine.people.substitutes import holders_for
+from engine.spiff.workflow import instance_output_item, is_ready, task_by_id
 from engine.storage.audit import AuditService
 from engine.storage.db import Sql
 from engine.storage.models import HumanTask, ProcessInstance
@@ -150,7 +150,7 @@ class TaskService:
             facts: dict[str, Any] = {}
             if task.state == "open":
                 workflow = self.store.read(s, case)
-                spiff_task = task_of(workflow, task.id)
+                spiff_task = task_by_id(workflow, task.id)
                 if spiff_task is not None:
                     facts = self.ctx.codec.to_plain({k: v for k, v in spiff_task.data.items()
                                                      if k not in definition.answer_keys})
@@ -238,8 +238,8 @@ class TaskService:
                     errors += distinct_users_errors(rules, data)
                 if errors:
                     raise ValidationFailed(f"the form for {rules.name!r} has {len(errors)} error(s)", errors)
-                spiff_task = task_of(case.workflow, task.id)
-                if spiff_task is None or spiff_task.state != TaskState.READY:
+                spiff_task = task_by_id(case.workflow, task.id)
+                if spiff_task is None or not is_ready(spiff_task):
                     raise Conflict(f"task {task_id} is no longer waiting for input")
                 written = _written(definition, rules, schema, data)
                 if definition.by_task and (item := instance_output_item(spiff_task)):
