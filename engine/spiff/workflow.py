@@ -3,7 +3,7 @@ steps waiting for a person, read its data and where it stands."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
@@ -13,7 +13,7 @@ from SpiffWorkflow.util.task import TaskState
 from engine.spiff.pruning import pruned_bpmn_ids
 from engine.spiff.specs import any_task_spec, is_abstract_task
 
-Workflow = BpmnWorkflow  # the type callers annotate with
+Workflow: TypeAlias = BpmnWorkflow  # the type callers annotate with
 
 
 def new_workflow(spec: Any, subprocess_specs: dict[str, Any], script_engine: Any,
