@@ -24,7 +24,9 @@ from engine.context import EngineContext, utc_now
 from engine.definitions.calendar import CalendarService
 from engine.definitions.repository import RepositoryService
 from engine.definitions.versions import VersionService
+from engine.jobs.escalation import EscalationService
 from engine.jobs.queue import JobService
+from engine.jobs.timers import TimerService
 from engine.people.identity import IdentityService
 from engine.people.notify import NotifyService
 from engine.people.substitutes import SubstituteService
@@ -55,10 +57,13 @@ class ProcessEngine:
         self.calendar = CalendarService(settings.processes_dir / "calendar", self.audit)
         self.ctx.environment.services.setdefault("trading_window_check", self.calendar.check_window)
         self.store.calendar = self.calendar  # due times in working (trading) days
-        # Time passing: case timers, escalations, notifications, timer starts (engine/jobs/queue.py, ticker.py).
+        # Time passing (engine/jobs/): the job table and its tick, case timers and timer starts,
+        # escalations and the notifications they send.
         self.notify = NotifyService(self.ctx, self.audit)
-        self.jobs = JobService(self.ctx, self.repository, self.runtime, self.store, self.identity, self.audit,
-                               self.notify)
+        self.jobs = JobService(self.ctx, self.audit)
+        self.timers = TimerService(self.ctx, self.jobs, self.repository, self.runtime, self.store, self.audit)
+        self.escalations = EscalationService(self.ctx, self.jobs, self.store, self.identity, self.audit,
+                                             self.notify)
         for name, service in LibraryServices(self.ctx, self.identity, self.runtime,
                                              self.calendar).services().items():
             self.ctx.environment.services.setdefault(name, service)

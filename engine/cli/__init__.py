@@ -245,7 +245,7 @@ def cmd_show(engine: ProcessEngine, args: argparse.Namespace) -> int:
 
 def cmd_tick(engine: ProcessEngine, args: argparse.Namespace) -> int:
     """Fire what is due once (case timers, escalations, notifications, timer starts) and exit."""
-    engine.jobs.sync_start_timers()
+    engine.timers.sync_start_timers()
     report = engine.jobs.tick()
     while len(report.timers) >= 100 or len(report.done) + len(report.retrying) + len(report.failed) >= 100:
         report = engine.jobs.tick()  # a backlog: keep going until it is drained

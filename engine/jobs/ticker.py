@@ -71,7 +71,7 @@ def start_ticker(engine: Any, interval: float = INTERVAL) -> BackgroundScheduler
         if running is not None and running.running:
             return running
         try:
-            engine.jobs.sync_start_timers()
+            engine.timers.sync_start_timers()
         except Exception:  # noqa: BLE001 (the ticker starts anyway; the tick retries what it can)
             log.exception("could not schedule timer start events")
         scheduler = _configure(BackgroundScheduler(daemon=True), engine, interval)
@@ -89,7 +89,7 @@ def stop_ticker(engine: Any, wait: bool = True) -> None:
 
 def run_worker(engine: Any, interval: float = INTERVAL) -> None:
     """`opsflow worker`: tick in the foreground until SIGINT or SIGTERM."""
-    engine.jobs.sync_start_timers()
+    engine.timers.sync_start_timers()
     scheduler = _configure(BlockingScheduler(), engine, interval)
 
     def _stop(signum: int, _frame: Any) -> None:

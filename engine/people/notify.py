@@ -3,7 +3,7 @@
 `notify()` runs inside the caller's transaction: the in-app rows are written there, and every
 e-mail and webhook message becomes a `notification` job that a ticker sends afterwards, so a slow
 or refusing server never blocks the task or the case; a failed send is retried with back-off and
-its error recorded (engine/jobs/queue.py).
+its error recorded (engine/jobs/queue.py, escalation.py).
 
 Configuration (environment):
 
@@ -41,8 +41,9 @@ from sqlalchemy.orm import Session
 
 from engine.context import EngineContext
 from engine.errors import BadRequest
+from engine.jobs.queue import schedule_job
 from engine.storage.audit import AuditService
-from engine.storage.models import Job, Notification, User
+from engine.storage.models import Notification, User
 
 WEBHOOK_FORMATS = ("json", "wecom", "dingtalk")
 
@@ -171,14 +172,14 @@ class NotifyService:
         if "email" in channels and self.settings.smtp_host and users:
             for username, email in s.execute(select(User.username, User.email)
                                              .where(User.username.in_(users), User.email.is_not(None))):
-                s.add(Job(kind="notification", due_at=now, instance_id=message.instance_id,
-                          task_id=message.task_id, state="pending", retries_left=retries, created_at=now,
-                          payload={**common, "channel": "email", "to": [email], "username": username}))
+                schedule_job(s, "notification", now, created_at=now, instance_id=message.instance_id,
+                             task_id=message.task_id, retries=retries,
+                             payload={**common, "channel": "email", "to": [email], "username": username})
                 out["email"].append(username)
         if "webhook" in channels and self.settings.webhook_url:
-            s.add(Job(kind="notification", due_at=now, instance_id=message.instance_id, task_id=message.task_id,
-                      state="pending", retries_left=retries, created_at=now,
-                      payload={**common, "channel": "webhook", "usernames": users}))
+            schedule_job(s, "notification", now, created_at=now, instance_id=message.instance_id,
+                         task_id=message.task_id, retries=retries,
+                         payload={**common, "channel": "webhook", "usernames": users})
             out["webhook"] = True
         return out
 

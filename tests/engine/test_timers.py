@@ -241,8 +241,8 @@ def test_sync_start_timers_schedules_what_a_database_lacks_and_only_once(engine:
     with engine.ctx.db.transaction() as s:  # as if deployed before the job table knew about starts
         for job in s.scalars(select(Job)):
             s.delete(job)
-    assert engine.jobs.sync_start_timers() == 1
-    assert engine.jobs.sync_start_timers() == 0
+    assert engine.timers.sync_start_timers() == 1
+    assert engine.timers.sync_start_timers() == 0
     assert len(start_jobs(engine)) == 1
 
 
