@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from engine.cases.connectors import LibraryServices
@@ -27,7 +28,8 @@ from engine.definitions.versions import VersionService
 from engine.jobs.escalation import EscalationService
 from engine.jobs.queue import JobService
 from engine.jobs.timers import TimerService
-from engine.people.identity import IdentityService
+from engine.people.access import AccessPolicy
+from engine.people.identity import Actor, IdentityService
 from engine.people.notify import NotifyService
 from engine.people.substitutes import SubstituteService
 from engine.storage.audit import AuditService
@@ -42,16 +44,18 @@ class ProcessEngine:
         self.ctx = EngineContext(settings, clock, functions, services)
         self.audit = AuditService(self.ctx)
         self.identity = IdentityService(self.ctx, self.audit)
-        self.repository = RepositoryService(self.ctx, self.identity, self.audit)
+        # Every "may" beyond a task's lane, from processes/access.json (engine/people/access.py).
+        self.access = AccessPolicy.load(_beside_roles(settings, "access.json"))
+        self.repository = RepositoryService(self.ctx, self.identity, self.audit, self.access)
         self.store = CaseStore(self.ctx, self.repository, self.identity)
-        self.runtime = RuntimeService(self.ctx, self.repository, self.identity, self.audit, self.store)
-        self.tasks = TaskService(self.ctx, self.repository, self.identity, self.audit, self.store)
-        self.reports = ReportService(self.ctx, self.store)
-        self.alerts = AlertService(self.ctx, self.repository, self.runtime, self.audit)
-        self.migration = MigrationService(self.ctx, self.repository, self.store, self.audit)
+        self.runtime = RuntimeService(self.ctx, self.repository, self.identity, self.audit, self.store, self.access)
+        self.tasks = TaskService(self.ctx, self.repository, self.identity, self.audit, self.store, self.access)
+        self.reports = ReportService(self.ctx, self.store, self.access)
+        self.alerts = AlertService(self.ctx, self.repository, self.runtime, self.audit, self.access)
+        self.migration = MigrationService(self.ctx, self.repository, self.store, self.audit, self.access)
         self.versions = VersionService(self.ctx, self.repository, self.audit)
-        self.substitutes = SubstituteService(self.ctx, self.identity, self.audit)
-        self.attachments = AttachmentService(self.ctx, self.audit)
+        self.substitutes = SubstituteService(self.ctx, self.identity, self.audit, self.access)
+        self.attachments = AttachmentService(self.ctx, self.audit, self.access)
         # Services BPMN service tasks may call (spiffworkflow:serviceTaskOperator id="...").
         self.ctx.environment.services.setdefault("start_case", self.runtime.start_linked_case)
         self.calendar = CalendarService(settings.processes_dir / "calendar", self.audit)
@@ -63,7 +67,7 @@ class ProcessEngine:
         self.jobs = JobService(self.ctx, self.audit)
         self.timers = TimerService(self.ctx, self.jobs, self.repository, self.runtime, self.store, self.audit)
         self.escalations = EscalationService(self.ctx, self.jobs, self.store, self.identity, self.audit,
-                                             self.notify)
+                                             self.notify, self.access)
         for name, service in LibraryServices(self.ctx, self.identity, self.runtime,
                                              self.calendar).services().items():
             self.ctx.environment.services.setdefault(name, service)
@@ -83,21 +87,28 @@ class ProcessEngine:
         import json
 
         self.migrate()
-        added_roles = self.identity.seed_roles(self.ctx.settings.processes_dir / "roles.json"
-                                               if (self.ctx.settings.processes_dir / "roles.json").exists()
-                                               else ROOT / "processes" / "roles.json")
+        added_roles = self.identity.seed_roles(_beside_roles(self.ctx.settings, "roles.json"))
         deployed = self.repository.deploy_directory()
         users = []
-        if demo:
+        # Demo users only in a new database: their known password skips the password policy, so they
+        # never land beside real users (and a deactivated one is never brought back).
+        existing = demo and self.identity.has_users()
+        if demo and not existing:
             for u in json.loads((ROOT / "processes" / "demo_users.json").read_text(encoding="utf-8")):
-                if self.identity.find(u["username"]) is None:
-                    self.identity.add_user(u["username"], u["roles"], u["display_name"], demo_password)
-                    users.append(u["username"])
-        return {"roles_added": added_roles, "deployed": deployed, "demo_users": users}
+                self.identity.add_user(u["username"], u["roles"], u["display_name"], demo_password,
+                                       password_policy=False)
+                users.append(u["username"])
+        return {"roles_added": added_roles, "deployed": deployed, "demo_users": users,
+                "demo_skipped": existing}
 
     def progress(self, instance_id: int) -> CaseProgress:
         """Completed, active and overdue BPMN elements of a case, for its diagram."""
         return case_progress(self.ctx, self.store, instance_id)
+
+    def may(self, actor: Actor, action: str) -> bool:
+        """Whether the access policy grants `action` (processes/access.json) to the actor: for offering
+        a button or a link; the service behind it checks again."""
+        return self.access.allows(actor, action)
 
     def close(self) -> None:
         self.ctx.db.dispose()
@@ -113,6 +124,12 @@ class ProcessEngine:
         from engine.jobs.ticker import start_ticker
 
         start_ticker(self)
+
+
+def _beside_roles(settings: Settings, name: str) -> Path:
+    """A people file (roles.json, access.json) of the processes directory, else the shipped one."""
+    own = settings.processes_dir / name
+    return own if own.exists() else ROOT / "processes" / name
 
 
 __all__ = ["ProcessEngine", "Settings"]

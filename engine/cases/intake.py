@@ -19,7 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from engine.cases.runtime import RuntimeService
 from engine.context import EngineContext
 from engine.definitions.repository import RepositoryService
-from engine.errors import BadRequest, Conflict, NotFound
+from engine.errors import BadRequest, Conflict, Forbidden, NotFound
+from engine.people.access import AccessPolicy
 from engine.people.identity import Actor
 from engine.storage.audit import AuditService
 from engine.storage.models import Alert, AlertOccurrence, ProcessInstance
@@ -50,8 +51,9 @@ class AlertOutcome:
 
 class AlertService:
     def __init__(self, ctx: EngineContext, repository: RepositoryService, runtime: RuntimeService,
-                 audit: AuditService) -> None:
+                 audit: AuditService, access: AccessPolicy) -> None:
         self.ctx = ctx
+        self.access = access
         self.repository = repository
         self.runtime = runtime
         self.audit = audit
@@ -59,7 +61,12 @@ class AlertService:
     def receive(self, actor: Actor, *, source: str, fingerprint: str, status: str, severity: str,
                 system: str, text: str, occurred_at: datetime | None = None,
                 system_class: str | None = None) -> AlertOutcome:
-        """Open, append to or note on the incident case of this alert; idempotent under retries."""
+        """Open, append to or note on the incident case of this alert; idempotent under retries.
+
+        Only alert sources (the alerts.post grant) post, and each account speaks only for its own
+        alerts: another account cannot append to or resolve them.
+        """
+        self.access.require(actor, "alerts.post", "post monitoring alerts")
         source, fingerprint, system = source.strip(), fingerprint.strip(), system.strip()
         if not source or not fingerprint or not system:
             raise BadRequest("an alert needs a source, a fingerprint and an affected system")
@@ -98,6 +105,11 @@ class AlertService:
             now = self.ctx.now()
             last = None
             if alert is not None:
+                owner = s.scalars(select(AlertOccurrence.received_by).where(AlertOccurrence.alert_id == alert.id)
+                                  .order_by(AlertOccurrence.id).limit(1)).first()
+                if owner is not None and owner != actor.username:
+                    raise Forbidden(f"alert {fingerprint!r} from {source!r} was raised by {owner}; "
+                                    f"{actor.username} may not append to or resolve it", rule="alert_source")
                 last = s.scalars(select(AlertOccurrence).where(AlertOccurrence.alert_id == alert.id)
                                  .order_by(AlertOccurrence.id.desc()).limit(1)).first()
                 if last is not None and last.status == status and (occurred_at is None
@@ -113,7 +125,7 @@ class AlertService:
             if action == "opened":
                 row = self.runtime.start(INCIDENT_PROCESS, actor, self._case_data(
                     source, fingerprint, severity, system, text, occurred_at or now, system_class),
-                    business_key=f"alert:{source}:{fingerprint}"[:128])
+                    business_key=f"alert:{source}:{fingerprint}"[:128], check_role=False)  # alerts.post grants it
                 if alert is None:
                     alert = Alert(source=source, fingerprint=fingerprint, instance_id=row.id, status=status,
                                   severity=severity, system=system[:128], first_seen_at=now, last_seen_at=now)

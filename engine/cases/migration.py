@@ -20,7 +20,8 @@ from engine.cases.store import CaseStore, OpenCase
 from engine.context import EngineContext
 from engine.definitions.repository import LoadedDefinition, RepositoryService
 from engine.definitions.versions import VersionDiff, diff
-from engine.errors import BadRequest, Forbidden
+from engine.errors import BadRequest
+from engine.people.access import AccessPolicy
 from engine.people.identity import Actor
 from engine.spiff.state import drop_predicted, stored_steps
 from engine.spiff.workflow import predict
@@ -44,8 +45,9 @@ class CaseMigration:
 
 class MigrationService:
     def __init__(self, ctx: EngineContext, repository: RepositoryService, store: CaseStore,
-                 audit: AuditService) -> None:
+                 audit: AuditService, access: AccessPolicy) -> None:
         self.ctx = ctx
+        self.access = access
         self.repository = repository
         self.store = store
         self.audit = audit
@@ -53,9 +55,7 @@ class MigrationService:
     def migrate(self, actor: Actor, process_id: str, to_version: int | None = None,
                 instance_ids: list[int] | None = None, dry_run: bool = True) -> list[CaseMigration]:
         """Check (dry run) or migrate the running cases of older versions; one result per case."""
-        if not actor.has_role("process_owner"):
-            raise Forbidden(f"{actor.username} does not hold the role 'process_owner' needed to migrate cases",
-                            rule="role")
+        self.access.require(actor, "process.migrate", "migrate cases")
         target_row = self.repository.definition(process_id, to_version)
         target = self.repository.load(target_row.id)
         with self.ctx.db.transaction() as s:
@@ -162,4 +162,3 @@ def _task_specs(definition: LoadedDefinition) -> dict[str, Any]:
 def _label(ts: Any, name: str) -> str:
     title = getattr(ts, "bpmn_name", None)
     return f"{name!r} ({title})" if title else repr(name)
-

@@ -14,11 +14,10 @@ from typing import Any
 from sqlalchemy import func, select
 
 from engine.context import EngineContext
-from engine.errors import Forbidden
+from engine.people.access import AccessPolicy
 from engine.people.identity import Actor
 from engine.storage.models import HumanTask, ProcessInstance
 
-DASHBOARD_ROLES = frozenset({"supervisor", "ops_manager", "it_head"})
 AGE_BUCKETS = ((timedelta(days=1), "<1d"), (timedelta(days=3), "1-3d"), (timedelta(days=7), "3-7d"),
                (None, ">7d"))
 MAX_CASES_READ = 1000
@@ -60,14 +59,14 @@ class Dashboard:
 
 
 class ReportService:
-    def __init__(self, ctx: EngineContext, store: Any) -> None:
+    def __init__(self, ctx: EngineContext, store: Any, access: AccessPolicy) -> None:
         self.ctx = ctx
+        self.access = access
         self.store = store
 
     def dashboard(self, actor: Actor, days: int = 28, process_id: str | None = None,
                   due_soon: timedelta = timedelta(hours=24)) -> Dashboard:
-        if not actor.roles & DASHBOARD_ROLES:
-            raise Forbidden(f"{actor.username} may not see the supervisor dashboard", rule="dashboard")
+        self.access.require(actor, "dashboard.view", "see the supervisor dashboard")
         now = self.ctx.now()
         report = Dashboard(since=now - timedelta(days=max(1, min(days, 366))), now=now, process_id=process_id)
         with self.ctx.db.transaction() as s:

@@ -7,16 +7,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, or_, select
 
 from engine.cases.record import ApprovalEntry, approval_record
 from engine.cases.store import CaseStore, OpenCase
 from engine.context import EngineContext
-from engine.definitions.assignment import PRIVILEGED_READERS, can_read_case
 from engine.definitions.forms import type_marker_errors
 from engine.definitions.repository import RepositoryService
 from engine.errors import BadRequest, Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from engine.people.access import AccessPolicy, case_facts, linked_cases
 from engine.people.identity import Actor, IdentityService
+from engine.people.substitutes import holders_for
 from engine.spiff.messages import send_message
 from engine.spiff.timers import next_timer_due
 from engine.spiff.workflow import case_data, new_workflow
@@ -52,8 +53,9 @@ class CaseDetail:
 
 class RuntimeService:
     def __init__(self, ctx: EngineContext, repository: RepositoryService, identity: IdentityService,
-                 audit: AuditService, store: CaseStore) -> None:
+                 audit: AuditService, store: CaseStore, access: AccessPolicy) -> None:
         self.ctx = ctx
+        self.access = access
         self.repository = repository
         self.identity = identity
         self.audit = audit
@@ -119,21 +121,114 @@ class RuntimeService:
                     seeded.setdefault(key, {})[prop.name] = value
         return seeded
 
-    def cancel(self, instance_id: int, actor: Actor, reason: str) -> None:
-        if not reason or not reason.strip():
+    def cancel(self, instance_id: int, actor: Actor, reason: str) -> str:
+        """Cancel a running case, or for a reportable one ask for (or give) compliance's sign-off.
+
+        Returns "cancelled", or "awaiting_signoff" when a reportable case waits for a second person.
+        A reportable case (its data, or a linked case's, matches access.json `reportable`) is never
+        cancelled by its reporter: stopping it would stop the regulator's report clock.
+        """
+        reason = (reason or "").strip()
+        if not reason:
             raise BadRequest("a reason is required to cancel a case")
+        try:
+            return self._cancel(instance_id, actor, reason)
+        except Forbidden as refusal:  # rolled back, but the attempt is on the record
+            with self.ctx.db.transaction() as s:
+                self.audit.record(s, actor.username, "case.cancel_refused", instance_id=instance_id,
+                                  data={"rule": refusal.rule, "reason": refusal.message, "asked": reason})
+            raise
+
+    def _cancel(self, instance_id: int, actor: Actor, reason: str) -> str:
         with self.ctx.db.transaction() as s:
             with self.store.open(s, instance_id) as case:
                 if case.row.status != "running":
                     raise Conflict(f"case {instance_id} is {case.row.status}, not running")
-                if not (actor.username == case.row.started_by or actor.roles & {"supervisor", "admin",
-                                                                                "ops_manager"}):
-                    raise Forbidden(f"{actor.username} may not cancel case {instance_id}", rule="cancel")
+                reportable = self._reportable(s, instance_id, case_data(case.workflow))
+                outcome = self._cancel_decision(s, actor, case.row, reportable, reason)
+                if outcome == "awaiting_signoff":
+                    return outcome
                 case.workflow.cancel()
                 case.row.status, case.row.ended_at = "cancelled", self.ctx.now()
                 self.store.save(s, case)
                 self.audit.record(s, actor.username, "case.cancelled", instance_id=instance_id,
-                                  data={"reason": reason.strip()})
+                                  data={"reason": reason, "reportable": reportable is not None,
+                                        **({"signoff": outcome} if outcome != "cancelled" else {})})
+            if reportable is not None:  # the linked emergency (or incident) stops with it, signed off alike
+                for other in linked_cases(s, instance_id):
+                    with self.store.open(s, other) as linked:
+                        if linked.row.status != "running":
+                            continue
+                        linked.workflow.cancel()
+                        linked.row.status, linked.row.ended_at = "cancelled", self.ctx.now()
+                        self.store.save(s, linked)
+                        self.audit.record(s, actor.username, "case.cancelled", instance_id=other,
+                                          data={"reason": reason, "with": instance_id, "reportable": True})
+        return "cancelled"
+
+    def _reportable(self, s: Any, instance_id: int, data: dict[str, Any]) -> int | None:
+        """The case (this one or a linked one) whose data makes this case reportable, or None."""
+        if self.access.is_reportable(data):
+            return instance_id
+        for other in linked_cases(s, instance_id):
+            row = s.get(ProcessInstance, other)
+            if row is not None and self.access.is_reportable(case_data(self.store.read(s, row))):
+                return other
+        return None
+
+    def may_cancel(self, actor: Actor, instance_id: int) -> bool:
+        """Whether cancel() would cancel or record a request for this actor now (to offer the form)."""
+        with self.ctx.db.transaction() as s:
+            row = s.get(ProcessInstance, instance_id)
+            if row is None or row.status != "running":
+                return False
+            reportable = self._reportable(s, instance_id, case_data(self.store.read(s, row)))
+            try:
+                self._cancel_decision(s, actor, row, reportable, "", dry=True)
+            except (Forbidden, Conflict):
+                return False
+            return True
+
+    def _cancel_decision(self, s: Any, actor: Actor, row: ProcessInstance, reportable: int | None,
+                         reason: str, dry: bool = False) -> str:
+        """Who may cancel: case.cancel, or the starter (case.cancel_own) when nothing is reportable;
+        a reportable case needs case.cancel and then case.cancel_signoff by someone else."""
+        own = actor.username == row.started_by and self.access.allows(actor, "case.cancel_own")
+        if reportable is None:
+            if own:
+                return "cancelled"
+            self.access.require(actor, "case.cancel", f"cancel case {row.id} (they did not start it)")
+            return "cancelled"
+        why = "" if reportable == row.id else f" (linked to reportable case {reportable})"
+        pending = self._pending_cancel(s, row.id)
+        if pending is not None and self.access.allows(actor, "case.cancel_signoff"):
+            if pending.actor == actor.username:
+                raise Forbidden(f"{actor.username} asked to cancel case {row.id} and may not also sign it off "
+                                "(不相容岗位分离: 撤销申请与合规会签须为不同人员)", rule="separation_of_duties")
+            return f"{actor.username} signed off the request of {pending.actor}"
+        if not self.access.allows(actor, "case.cancel"):
+            self.access.require(actor, "case.cancel", f"cancel reportable case {row.id}{why}: its reporter "
+                                "may not stop the report clock")
+        if pending is not None:
+            raise Conflict(f"cancelling case {row.id} was already asked by {pending.actor}; it waits for "
+                           "compliance's sign-off (case.cancel_signoff)")
+        if not dry:
+            self.audit.record(s, actor.username, "case.cancel_requested", instance_id=row.id,
+                              data={"reason": reason, "reportable_case": reportable})
+        return "awaiting_signoff"
+
+    def cancel_request(self, instance_id: int) -> dict[str, Any] | None:
+        """The request to cancel this reportable case that waits for a sign-off: who, when, why."""
+        with self.ctx.db.transaction() as s:
+            event = self._pending_cancel(s, instance_id)
+            return None if event is None else {"by": event.actor, "at": event.at,
+                                               "reason": event.data.get("reason", "")}
+
+    def _pending_cancel(self, s: Any, instance_id: int) -> AuditEvent | None:
+        """The open request to cancel this reportable case (the audit trail is where it lives)."""
+        last = s.scalars(select(AuditEvent).where(AuditEvent.instance_id == instance_id, AuditEvent.action.in_(
+            ("case.cancel_requested", "case.cancelled"))).order_by(AuditEvent.id.desc()).limit(1)).first()
+        return last if last is not None and last.action == "case.cancel_requested" else None
 
     def deliver_message(self, name: str, correlation: dict[str, Any], payload: dict[str, Any],
                         actor: Actor) -> int:
@@ -141,6 +236,7 @@ class RuntimeService:
         errors = type_marker_errors(payload, "payload") + type_marker_errors(correlation, "correlation")
         if errors:
             raise ValidationFailed(f"message {name!r} carries a reserved key", errors)
+        self.access.require(actor, "case.message", f"deliver message {name!r} into a case")
         with self.ctx.db.transaction() as s:
             subs = list(s.scalars(select(MessageSubscription).where(MessageSubscription.message_name == name)))
             matching = sorted({sub.instance_id for sub in subs
@@ -152,6 +248,7 @@ class RuntimeService:
         instance_id = matching[0]
         with self.ctx.db.transaction() as s:
             with self.store.open(s, instance_id) as case:
+                self.require_read(s, actor, case.row)  # a message steers the case: only into one's own cases
                 try:
                     with self.store.clock():
                         delivered = send_message(case.workflow, name, {**correlation, **payload})
@@ -240,7 +337,7 @@ class RuntimeService:
             tasks = list(s.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id)
                                    .order_by(HumanTask.created_at)))
             if actor is not None:
-                _check_read(actor, row, tasks)
+                self.require_read(s, actor, row)
             history = list(s.scalars(select(AuditEvent).where(AuditEvent.instance_id == instance_id)
                                      .order_by(AuditEvent.id)))
             links = []
@@ -267,12 +364,10 @@ class RuntimeService:
                       offset: int = 0) -> tuple[list[ProcessInstance], int]:
         """The cases the actor may read (the rule of show()), newest first, and how many there are."""
         query = _case_query(process_id, status, started_by)
-        if not actor.roles & PRIVILEGED_READERS:
-            took_part = select(HumanTask.instance_id).where(or_(
-                HumanTask.assignee == actor.username, HumanTask.completed_by == actor.username,
-                and_(HumanTask.state == "open", HumanTask.role.in_(sorted(actor.roles)))))
-            query = query.where(or_(ProcessInstance.started_by == actor.username, ProcessInstance.id.in_(took_part)))
         with self.ctx.db.transaction() as s:
+            readable = self.access.case_filter(actor, holders_for(s, actor.username, self.ctx.now()))
+            if readable is not None:
+                query = query.where(readable)
             total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
             rows = list(s.scalars(query.order_by(ProcessInstance.id.desc()).offset(offset).limit(limit)))
         return rows, total
@@ -283,19 +378,28 @@ class RuntimeService:
         query = select(AuditEvent)
         with self.ctx.db.transaction() as s:
             if instance_id is None:
-                if not actor.roles & PRIVILEGED_READERS:
-                    raise Forbidden(f"{actor.username} may not read the whole audit trail; name a case",
-                                    rule="read")
+                self.access.require(actor, "audit.read_all", "read the whole audit trail; name a case")
             else:
                 row = s.get(ProcessInstance, instance_id)
                 if row is None:
                     raise NotFound(f"unknown case {instance_id}")
-                _check_read(actor, row, list(s.scalars(select(HumanTask)
-                                                       .where(HumanTask.instance_id == instance_id))))
+                self.require_read(s, actor, row)
                 query = query.where(AuditEvent.instance_id == instance_id)
             total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
             events = list(s.scalars(query.order_by(AuditEvent.id).offset(offset).limit(limit)))
         return events, total
+
+    def require_read(self, s: Any, actor: Actor, row: ProcessInstance) -> None:
+        """The one case-reading rule (engine/people/access.py), in the caller's transaction."""
+        facts = case_facts(s, row.id, row)
+        assert facts is not None
+        self.access.require_read(actor, facts, holders_for(s, actor.username, self.ctx.now()))
+
+    def may_read(self, actor: Actor, instance_id: int) -> bool:
+        with self.ctx.db.transaction() as s:
+            facts = case_facts(s, instance_id)
+            return facts is not None and self.access.may_read_case(
+                actor, facts, holders_for(s, actor.username, self.ctx.now()))
 
     def cases(self, process_id: str | None = None, status: str | None = None,
               started_by: str | None = None, limit: int = 50, offset: int = 0) -> list[ProcessInstance]:
@@ -306,14 +410,6 @@ class RuntimeService:
 
 class _NothingFired(Exception):
     """A claimed case had no timer due by the engine clock after all."""
-
-
-def _check_read(actor: Actor, row: ProcessInstance, tasks: list[HumanTask]) -> None:
-    """Starter, participants, privileged readers and the roles of its open tasks may read a case."""
-    participants = {t.completed_by for t in tasks if t.completed_by} | {t.assignee for t in tasks if t.assignee}
-    roles_open = {t.role for t in tasks if t.state == "open"}
-    if not (can_read_case(actor, row.started_by, participants) or actor.roles & roles_open):
-        raise Forbidden(f"{actor.username} takes no part in case {row.id}", rule="read")
 
 
 def _case_query(process_id: str | None, status: str | None, started_by: str | None) -> Any:

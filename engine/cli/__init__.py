@@ -16,6 +16,7 @@ from typing import Any
 
 from engine import ProcessEngine
 from engine.cli.audit import add_commands as add_audit_commands
+from engine.cli.cases import add_commands as add_case_commands
 from engine.errors import LintFailed, OpsFlowError, ValidationFailed
 from engine.spiff.parsing import SourceFile
 
@@ -71,7 +72,10 @@ def cmd_init(engine: ProcessEngine, args: argparse.Namespace) -> int:
     for d in result["deployed"]:
         print(f"{'deployed' if d.changed else 'unchanged'} {d.process_id} v{d.version}  {d.name}")
     if result["demo_users"]:
-        print(f"demo users added (password 'opsflow'): {', '.join(result['demo_users'])}")
+        print(f"demo users added with the demo password 'opsflow', which the password policy would refuse "
+              f"(--demo only; never use them in production): {', '.join(result['demo_users'])}")
+    if result.get("demo_skipped"):
+        print("demo users not added: this database has users already, left as they are")
     key = engine.audit.key()
     print(f"audit key: {key.where} (id {key.id}); keep a copy apart from the database backups")
     print(f"audit retention: {retention.text}")
@@ -101,7 +105,7 @@ def cmd_deploy(engine: ProcessEngine, args: argparse.Namespace) -> int:
 
 
 def cmd_user_add(engine: ProcessEngine, args: argparse.Namespace) -> int:
-    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None  # held to the password policy
     actor = engine.identity.add_user(args.name, args.role, args.display_name, password, by=CLI)
     if args.email:
         engine.notify.set_email(actor.username, args.email, by=CLI)  # where escalation e-mails go
@@ -124,7 +128,8 @@ def cmd_user_roles(engine: ProcessEngine, args: argparse.Namespace) -> int:
 def cmd_user_active(engine: ProcessEngine, args: argparse.Namespace) -> int:
     active = args.user_command == "activate"
     revoked = engine.identity.set_active(args.name, active, by=CLI)
-    print(f"user {args.name} {'activated' if active else f'deactivated; {revoked} token(s) revoked'}")
+    print(f"user {args.name} activated" if active else
+          f"user {args.name} deactivated: signed out everywhere; {revoked} token(s) revoked")
     return 0
 
 
@@ -132,8 +137,8 @@ def cmd_user_passwd(engine: ProcessEngine, args: argparse.Namespace) -> int:
     password = sys.stdin.readline().rstrip("\n")
     if not password:
         raise OpsFlowError("no password on stdin")
-    engine.identity.set_password(args.name, password, by=CLI)
-    print(f"user {args.name}: password set")
+    ended = engine.identity.set_password(args.name, password, by=CLI)
+    print(f"user {args.name}: password set; {ended} web session(s) signed out (API tokens kept)")
     return 0
 
 
@@ -309,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("init", help="create or upgrade the database; deploy processes/")
-    c.add_argument("--demo", action="store_true", help="add one demo user per role")
+    c.add_argument("--demo", action="store_true",
+                   help="add one demo user per role (password opsflow) to a database that has no users yet")
     c.set_defaults(func=cmd_init)
 
     c = sub.add_parser("deploy", help="lint and deploy BPMN/DMN files")
@@ -323,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name")
     c.add_argument("--role", nargs="+", required=True, action="extend")
     c.add_argument("--display-name")
-    c.add_argument("--password-stdin", action="store_true")
+    c.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of stdin (at least 10 characters, letters and digits)")
     c.add_argument("--email", help="where escalation e-mails go")
     c.set_defaults(func=cmd_user_add)
     c = user.add_parser("email", help="set (or with '' clear) where a user's escalation e-mails go")
@@ -339,9 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
         c = user.add_parser(name, help=what)
         c.add_argument("name")
         c.set_defaults(func=cmd_user_active)
-    c = user.add_parser("passwd", help="set a user's password (read from stdin)")
+    c = user.add_parser("passwd", help="set a user's password (read from stdin); signs them out of the web")
     c.add_argument("name")
-    c.add_argument("--password-stdin", action="store_true", required=True)
+    c.add_argument("--password-stdin", action="store_true", required=True,
+                   help="read the password from the first line of stdin (at least 10 characters, letters and digits)")
     c.set_defaults(func=cmd_user_passwd)
 
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
@@ -413,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_calendar_import)
 
     add_audit_commands(sub)
+    add_case_commands(sub)
     return p
 
 
@@ -423,9 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         engine = ProcessEngine.from_env()
         engine.ctx.source.set(_cli_source())
         if args.command != "init":
-            from engine.storage.migrations import is_current
-
-            if not is_current(engine.ctx.db.engine):
+            if not engine.schema_is_current():
                 raise OpsFlowError("the database is not initialised or not up to date: run 'opsflow init'")
         return int(args.func(engine, args))
     except ValidationFailed as exc:

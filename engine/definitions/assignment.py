@@ -13,7 +13,6 @@ from engine.people.identity import Actor, IdentityService
 from engine.storage.db import Sql, run
 from engine.storage.models import HumanTask
 
-PRIVILEGED_READERS = frozenset({"supervisor", "compliance", "admin"})
 _PERFORMERS = Sql("SELECT bpmn_id, completed_by FROM human_task WHERE instance_id = :id AND state = 'completed'")
 
 
@@ -98,7 +97,3 @@ def distinct_users_errors(rules: UserTaskRules, data: dict[str, Any]) -> list[Fi
         else:
             seen[value] = field
     return errors
-
-
-def can_read_case(actor: Actor, starter: str, participants: set[str]) -> bool:
-    return bool(actor.roles & PRIVILEGED_READERS) or actor.username == starter or actor.username in participants

@@ -37,14 +37,7 @@ CALENDARS = ("calendar", "working")
 CHANNELS = ("inapp", "email", "webhook")
 DEFAULT_CHANNELS = ("inapp", "email")
 SPECIAL_TARGETS = ("assignee", "manager", "supervisor", "starter")
-# Whom "manager" means for a task of each role; any other role's manager is the operations manager.
-MANAGER_OF = {"ops_manager": "it_head", "cab": "it_head", "emergency_lead": "it_head", "compliance": "it_head",
-              "it_head": "supervisor"}
-DEFAULT_MANAGER = "ops_manager"
-
-
-def manager_role(role: str) -> str:
-    return MANAGER_OF.get(role, DEFAULT_MANAGER)
+# Whom "manager" means for each role: processes/access.json `managers` (engine/people/access.py).
 
 
 # durations ----------------------------------------------------------------------------------------
@@ -255,3 +248,14 @@ def lint_deadlines(rules: Any, resolve_role: Callable[[str], str | None]) -> lis
                 problems.append(f"escalation {rule.text!r}: {target!r} is no role (nor assignee, manager, "
                                 f"supervisor, starter or @user)")
     return problems
+
+
+def reassign_roles(rules: Any, resolve_role: Callable[[str], str | None], manager: str) -> list[str]:
+    """The roles the task's `reassign` escalation rules hand it to (`manager` is the lane's manager)."""
+    try:
+        parsed = parse_escalation(rules.properties.get("escalation") or "")
+    except ValueError:
+        return []  # reported by lint_deadlines
+    targets = [r.targets[0] for r in parsed if r.action == "reassign" and r.targets]
+    return [manager if t == "manager" else "supervisor" if t == "supervisor" else resolve_role(t) or t
+            for t in targets if not t.startswith("@")]

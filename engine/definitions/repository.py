@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.context import EngineContext
-from engine.definitions.deadlines import lint_deadlines
-from engine.definitions.forms import read_form
+from engine.definitions.deadlines import lint_deadlines, reassign_roles
+from engine.definitions.forms import outcome_field, read_form
 from engine.definitions.rules import (
     STARTER,
     UserTaskRules,
@@ -26,7 +26,8 @@ from engine.definitions.rules import (
     is_human,
     user_task_rules,
 )
-from engine.errors import Forbidden, LintFailed, NotFound
+from engine.errors import LintFailed, NotFound
+from engine.people.access import AccessPolicy
 from engine.people.identity import Actor, IdentityService
 from engine.spiff.parsing import (
     BundleError,
@@ -93,8 +94,10 @@ class LoadedDefinition:
 
 
 class RepositoryService:
-    def __init__(self, ctx: EngineContext, identity: IdentityService, audit: AuditService) -> None:
+    def __init__(self, ctx: EngineContext, identity: IdentityService, audit: AuditService,
+                 access: AccessPolicy) -> None:
         self.ctx = ctx
+        self.access = access
         self.identity = identity
         self.audit = audit
         self._cache: dict[int, LoadedDefinition] = {}
@@ -177,9 +180,7 @@ class RepositoryService:
     def deploy_as(self, actor: Actor, sources: Iterable[SourceFile], check_only: bool = False,
                   forms: dict[str, Any] | None = None) -> list[DeployedVersion]:
         """Deploy on a user's behalf: only a process owner may (docs/CONTRACT.md)."""
-        if not actor.has_role("process_owner"):
-            raise Forbidden(f"{actor.username} does not hold the role 'process_owner' needed to deploy",
-                            rule="role")
+        self.access.require(actor, "process.deploy", "deploy process versions")
         return self.deploy(sources, actor.username, check_only, forms)
 
     def deploy_directory(self, directory: Path | None = None, actor: str = "system") -> list[DeployedVersion]:
@@ -257,6 +258,13 @@ class RepositoryService:
                 add(f"{label}: {name!r} is not a data field name")
         for message in lint_deadlines(rules, self.identity.resolve_role):
             add(f"{label}: {message}")
+        form = forms.get(rules.form) if rules.form else None
+        if form is not None and outcome_field(form) is not None and rules.lane:
+            lane = self.identity.resolve_role(rules.lane) or rules.lane
+            for role in reassign_roles(rules, self.identity.resolve_role, self.access.manager_of(lane)):
+                if not self.access.may_take_approval(role, lane):
+                    add(f"{label}: escalation reassigns this approval to {role!r}, which may not approve for "
+                        f"{lane!r} (processes/access.json approves_for); notify them instead")
 
     # definitions ------------------------------------------------------------------------------
     def definitions(self) -> list[ProcessDefinition]:

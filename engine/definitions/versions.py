@@ -19,7 +19,7 @@ from lxml import etree
 from engine.context import EngineContext
 from engine.definitions.forms import schema_problem
 from engine.definitions.repository import DeployedVersion, RepositoryService
-from engine.errors import BadRequest, Forbidden, LintFailed, NotFound
+from engine.errors import BadRequest, LintFailed, NotFound
 from engine.people.identity import Actor
 from engine.spiff.parsing import Problem, SourceFile, read_xml
 from engine.storage.audit import AuditService
@@ -191,9 +191,7 @@ class VersionService:
 
         Forms are frozen into each process version, so a changed form is a new version of its processes.
         """
-        if not actor.has_role("process_owner"):
-            raise Forbidden(f"{actor.username} does not hold the role 'process_owner' needed to deploy",
-                            rule="role")
+        self.repository.access.require(actor, "process.deploy", "edit forms (each save deploys new versions)")
         if not FORM_NAME.match(name):
             raise BadRequest(f"{name!r} is not a form file name (letters, digits, _ . - and .json)")
         problem = schema_problem(schema)

@@ -13,12 +13,12 @@ from sqlalchemy.orm import Session
 
 from engine.context import EngineContext
 from engine.errors import BadRequest, Forbidden, NotFound
+from engine.people.access import AccessPolicy
 from engine.people.identity import Actor, IdentityService
 from engine.storage.audit import AuditService
 from engine.storage.models import Substitute
 
 MAX_SPAN = timedelta(days=366)
-ADMINS = frozenset({"admin"})
 
 
 def holders_for(s: Session, username: str, now: datetime) -> list[str]:
@@ -29,17 +29,19 @@ def holders_for(s: Session, username: str, now: datetime) -> list[str]:
 
 
 class SubstituteService:
-    def __init__(self, ctx: EngineContext, identity: IdentityService, audit: AuditService) -> None:
+    def __init__(self, ctx: EngineContext, identity: IdentityService, audit: AuditService,
+                 access: AccessPolicy) -> None:
         self.ctx = ctx
+        self.access = access
         self.identity = identity
         self.audit = audit
 
     def create(self, actor: Actor, substitute: str, starts_at: datetime, ends_at: datetime,
                reason: str = "", holder: str | None = None) -> Substitute:
-        """Name a substitute for a window; only the holder themselves or an admin may."""
+        """Name a substitute for a window; the holder themselves, or substitutes.manage (an admin)."""
         holder = holder or actor.username
-        if holder != actor.username and not actor.roles & ADMINS:
-            raise Forbidden(f"{actor.username} may not name a substitute for {holder}", rule="substitute")
+        if holder != actor.username:
+            self.access.require(actor, "substitutes.manage", f"name a substitute for {holder}")
         if starts_at.tzinfo is None or ends_at.tzinfo is None:
             raise BadRequest("substitute windows need times with a zone")
         if ends_at <= starts_at:
@@ -74,9 +76,8 @@ class SubstituteService:
             row = s.get(Substitute, substitute_id)
             if row is None:
                 raise NotFound(f"unknown substitute entry {substitute_id}")
-            if actor.username not in (row.holder, row.substitute) and not actor.roles & ADMINS:
-                raise Forbidden(f"{actor.username} may not end substitute entry {substitute_id}",
-                                rule="substitute")
+            if actor.username not in (row.holder, row.substitute):
+                self.access.require(actor, "substitutes.manage", f"end substitute entry {substitute_id}")
             now = self.ctx.now()
             if row.ends_at > now:
                 row.ends_at = max(now, row.starts_at)
@@ -89,8 +90,8 @@ class SubstituteService:
             query = select(Substitute).order_by(Substitute.starts_at.desc(), Substitute.id.desc())
             if username is not None:
                 query = query.where((Substitute.holder == username) | (Substitute.substitute == username))
-            if not include_past:
-                query = query.where(Substitute.ends_at > self.ctx.now())
+            if not include_past:  # ended before it began: a window of no length is gone too
+                query = query.where(Substitute.ends_at > self.ctx.now(), Substitute.ends_at > Substitute.starts_at)
             return list(s.scalars(query))
 
     def active_for(self, username: str, now: datetime | None = None) -> builtins.list[str]:  # `list`: a method

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
 from engine.context import EngineContext
-from engine.definitions.assignment import can_read_case
 from engine.errors import BadRequest, Conflict, Forbidden, NotFound
+from engine.people.access import AccessPolicy, case_facts
 from engine.people.identity import Actor
 from engine.people.substitutes import holders_for
 from engine.storage.audit import AuditService
@@ -29,8 +29,10 @@ def clean_filename(name: str) -> str:
 
 
 class AttachmentService:
-    def __init__(self, ctx: EngineContext, audit: AuditService, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(self, ctx: EngineContext, audit: AuditService, access: AccessPolicy,
+                 max_bytes: int = MAX_BYTES) -> None:
         self.ctx = ctx
+        self.access = access
         self.audit = audit
         self.max_bytes = max_bytes
 
@@ -95,18 +97,15 @@ class AttachmentService:
         if task.state != "open":
             raise Conflict(f"task {task_id} is already {task.state}")
         if task.assignee:
-            allowed = task.assignee == actor.username or task.assignee in holders_for(s, actor.username,
-                                                                                       self.ctx.now())
+            allowed = task.assignee == actor.username or (  # a substitute, for a role they hold too
+                task.assignee in holders_for(s, actor.username, self.ctx.now()) and actor.has_role(task.role))
         else:
             allowed = actor.has_role(task.role)
         if not allowed:
             raise Forbidden(f"{actor.username} may not add files to task {task_id}", rule="assignee")
 
     def _may_read(self, s: Session, actor: Actor, case: ProcessInstance) -> bool:
-        rows = s.execute(select(HumanTask.assignee, HumanTask.completed_by, HumanTask.role, HumanTask.state)
-                         .where(HumanTask.instance_id == case.id)).all()
-        participants = {r.completed_by for r in rows if r.completed_by} | {r.assignee for r in rows if r.assignee}
-        open_roles = {r.role for r in rows if r.state == "open"}
-        substituted = set(holders_for(s, actor.username, self.ctx.now())) & (participants | {case.started_by})
-        return (can_read_case(actor, case.started_by, participants) or bool(actor.roles & open_roles)
-                or bool(substituted))
+        """Files are read as their case is: one rule (engine/people/access.py)."""
+        facts = case_facts(s, case.id, case)
+        return facts is not None and self.access.may_read_case(actor, facts,
+                                                               holders_for(s, actor.username, self.ctx.now()))

@@ -17,11 +17,12 @@ from sqlalchemy.orm import Session
 from engine.cases.record import ApprovalEntry, approval_record
 from engine.cases.store import CaseStore
 from engine.context import EngineContext
-from engine.definitions.assignment import PRIVILEGED_READERS, check_may_act, distinct_users_errors, performers
+from engine.definitions.assignment import check_may_act, distinct_users_errors, performers
 from engine.definitions.forms import field_errors, undeclared_errors
 from engine.definitions.repository import LoadedDefinition, RepositoryService
 from engine.definitions.rules import UserTaskRules, case_fields_written
 from engine.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
+from engine.people.access import AccessPolicy, case_facts
 from engine.people.identity import Actor, IdentityService
 from engine.people.substitutes import holders_for
 from engine.spiff.workflow import instance_output_item, is_ready, task_by_id
@@ -43,7 +44,6 @@ _COMPLETE = Sql("UPDATE human_task SET state = 'completed', assignee = :assignee
                 "completed_at = :completed_at, completed_by = :completed_by, acting_for = :acting_for, "
                 f"answers = :answers, completed_revision = :revision {_OPEN_AS_READ}")
 
-MANAGER_ROLES = frozenset({"ops_manager", "supervisor", "it_head"})
 # Inbox orders by name (the web inbox's sort choices); the first is the default.
 INBOX_ORDERS: dict[str, tuple[Any, ...]] = {
     "priority": (HumanTask.priority, HumanTask.due_at.is_(None), HumanTask.due_at, HumanTask.created_at),
@@ -68,8 +68,9 @@ class TaskDetail:
 
 class TaskService:
     def __init__(self, ctx: EngineContext, repository: RepositoryService, identity: IdentityService,
-                 audit: AuditService, store: CaseStore) -> None:
+                 audit: AuditService, store: CaseStore, access: AccessPolicy) -> None:
         self.ctx = ctx
+        self.access = access
         self.repository = repository
         self.identity = identity
         self.audit = audit
@@ -112,8 +113,7 @@ class TaskService:
         elif scope == "all":
             visible = or_(mine, group)
         elif scope == "everyone":
-            if not actor.roles & {"supervisor", "admin", "compliance", "ops_manager", "it_head"}:
-                raise Forbidden(f"{actor.username} may not list everyone's tasks", rule="read")
+            self.access.require(actor, "tasks.read_all", "list everyone's tasks")
             visible = HumanTask.state == "open"
         else:
             raise BadRequest(f"unknown scope {scope!r} (mine, group, all)")
@@ -141,9 +141,10 @@ class TaskService:
             task = self._task(s, task_id)
             case = s.get(ProcessInstance, task.instance_id)
             assert case is not None
-            if actor is not None and not self._may_see(actor, task, holders_for(s, actor.username,
-                                                                                 self.ctx.now())):
-                raise Forbidden(f"{actor.username} may not see task {task_id}", rule="read")
+            if actor is not None:  # a task is read as its case is: one rule (engine/people/access.py)
+                read_rule = case_facts(s, case.id, case)
+                assert read_rule is not None
+                self.access.require_read(actor, read_rule, holders_for(s, actor.username, self.ctx.now()))
             definition = self.repository.load(case.definition_id)
             rules = definition.rules[task.bpmn_id]
             form = definition.forms.get(task.form_key) if task.form_key else None
@@ -161,12 +162,6 @@ class TaskService:
             return TaskDetail(TaskView.of(task), rules.name, case.title, form, prefill, rules.documentation,
                               rules.instructions, case.definition_id, facts,
                               approval_record(s, definition, task.instance_id))
-
-    @staticmethod
-    def _may_see(actor: Actor, task: HumanTask, holders: list[str] | None = None) -> bool:
-        return (task.assignee == actor.username or task.completed_by == actor.username
-                or actor.has_role(task.role) or bool(actor.roles & PRIVILEGED_READERS)
-                or (task.assignee is not None and task.assignee in (holders or ())))
 
     # actions ------------------------------------------------------------------------------------
     def claim(self, task_id: str, actor: Actor) -> HumanTask:
@@ -186,9 +181,8 @@ class TaskService:
             task, _case = self._lock_open(s, task_id)
             if task.assignee is None:
                 return task
-            if task.assignee != actor.username and not actor.roles & MANAGER_ROLES:
-                raise Forbidden(f"task {task_id} is claimed by {task.assignee}; only they or a manager "
-                                f"may release it", rule="assignee")
+            if task.assignee != actor.username:
+                self.access.require(actor, "tasks.assign", f"release task {task_id}, claimed by {task.assignee}")
             previous = task.assignee
             self._set_assignee(s, task, None, None)
             self.audit.record(s, actor.username, "task.unclaimed", instance_id=task.instance_id,
@@ -199,9 +193,7 @@ class TaskService:
         """Managers hand a task to a person who holds its role and is not barred from it."""
         with self._refusals_recorded(), self.ctx.db.transaction() as s:
             task, case = self._lock_open(s, task_id)
-            if not actor.roles & MANAGER_ROLES:
-                raise Forbidden(f"{actor.username} may not assign tasks (a manager's role is needed)",
-                                rule="assign")
+            self.access.require(actor, "tasks.assign", f"assign task {task_id}")
             target = self.identity.find(username)
             if target is None:
                 raise NotFound(f"unknown user {username!r}")

@@ -9,7 +9,7 @@ import pytest
 
 from engine import ProcessEngine
 from engine.definitions.deadlines import parse_escalation
-from engine.errors import LintFailed
+from engine.errors import Forbidden, LintFailed
 from engine.spiff.parsing import SourceFile
 from tests.conftest import FIXTURES, Clock, deploy_fixture
 from tests.engine.local_servers import SmtpServer, WebhookServer, smtp_server, webhook_server
@@ -171,6 +171,32 @@ def test_deploy_lints_the_deadline_properties(engine: ProcessEngine, old: str, n
         deploy_with(engine, old, new)
     problems = [str(p) for p in refused.value.problems]
     assert any(message in p and "user task" in p for p in problems), problems
+
+
+def test_an_approval_is_never_reassigned_to_a_role_that_may_not_approve_it(engine: ProcessEngine) -> None:
+    """The engineer's decision may go to the ops manager (access.json approves_for), not to the supervisor."""
+    with pytest.raises(LintFailed) as refused:
+        deploy_with(engine, RESPOND_RULES, "100%: reassign supervisor")
+    assert any("reassigns this approval to 'supervisor'" in str(p) for p in refused.value.problems)
+    with pytest.raises(LintFailed):
+        deploy_with(engine, RESPOND_RULES, "100%: reassign compliance")
+    deploy_with(engine, RESPOND_RULES, "100%: reassign manager")  # ops_engineer's manager: ops_manager
+
+
+def test_an_approval_escalated_to_a_named_user_who_may_not_approve_stays_and_they_are_told(
+        engine: ProcessEngine, people, clock: Clock) -> None:
+    deploy_with(engine, RESPOND_RULES, "100%: reassign @du")  # du is a supervisor: known only at run time
+    case = engine.runtime.start("escalating", people["wang"],
+                                {"engineer": "wang", "priority": "P2", "response_within": "PT2H"})
+    clock.advance(hours=2)
+    engine.jobs.tick()
+    respond = the_task(engine, case.id, "respond")
+    assert (respond.role, respond.assignee) == ("ops_engineer", "wang")  # not handed to the supervisor
+    [escalated] = escalations(engine, case.id)
+    assert escalated["outcome"] == "du may not approve a task of ops_engineer: notified, not reassigned"
+    assert escalated["recipients"] == ["du", "wang"] and engine.notify.unread_count("du") == 1
+    with pytest.raises(Forbidden):
+        engine.tasks.complete(respond.id, people["du"], {"decision": "approve"})
 
 
 def test_a_rule_relative_to_the_due_time_needs_one(engine: ProcessEngine) -> None:

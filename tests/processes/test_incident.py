@@ -179,7 +179,7 @@ def test_a_form_cannot_overwrite_the_computed_grading(flow: Flow) -> None:
 
 
 def test_a_monitoring_alert_opens_an_incident_without_a_report(flow: Flow) -> None:
-    opened = flow.engine.alerts.receive(flow.user("wuhao"), source="zabbix", fingerprint="web-login-latency",
+    opened = flow.engine.alerts.receive(flow.user("zabbix"), source="zabbix", fingerprint="web-login-latency",
                                         status="firing", severity="major", system="网上交易",
                                         text="登录接口 P99 延迟超过 3 秒")
     case = opened.instance_id

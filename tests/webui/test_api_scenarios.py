@@ -38,15 +38,15 @@ def test_a_change_is_started_approved_implemented_and_closed_through_the_api(api
 def test_an_alert_opens_an_incident_and_its_repeat_and_resolution_update_it(api: Api) -> None:
     alert = {"source": "prometheus", "fingerprint": "hq-feed-stale", "severity": "critical", "system": "行情",
              "text": "行情源 30 秒无更新", "occurred_at": "2026-11-20T18:02:00+08:00"}
-    opened = api.ok(api.post("/alerts", "wuhao", alert), 201)
+    opened = api.ok(api.post("/alerts", "zabbix", alert), 201)
     case = opened["instance_id"]
     respond = api.open_task(case, "respond")
     assert api.ok(api.get(f"/tasks/{respond['id']}", "lina"))["case_data"]["priority"] == "P1"
     assert respond["id"] in {t["id"] for t in api.ok(api.get("/tasks?scope=group", "lina"))["items"]}
-    repeat = api.ok(api.post("/alerts", "wuhao", {**alert, "occurred_at": "2026-11-20T18:07:00+08:00"}))
+    repeat = api.ok(api.post("/alerts", "zabbix", {**alert, "occurred_at": "2026-11-20T18:07:00+08:00"}))
     assert (repeat["action"], repeat["instance_id"]) == ("appended", case)
     api.do(case, "respond", "lina", {"assessment": "行情网关断连"})
-    resolved = api.ok(api.post("/alerts", "wuhao", {**alert, "status": "resolved",
+    resolved = api.ok(api.post("/alerts", "zabbix", {**alert, "status": "resolved",
                                                     "occurred_at": "2026-11-20T18:20:00+08:00"}))
     assert (resolved["action"], resolved["instance_id"], resolved["occurrences"]) == ("resolved", case, 3)
     history = [e["action"] for e in api.case(case, "lina")["history"]]

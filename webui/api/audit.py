@@ -8,8 +8,8 @@ from webui.api.access import actor, endpoint, engine
 from webui.api.schemas import AuditPage, AuditQuery
 
 
-@endpoint("GET", "/audit", rule="with instance_id: whoever may read the case; without: supervisor, "
-          "compliance or admin (engine: runtime.history)",
+@endpoint("GET", "/audit", rule="with instance_id: whoever may read the case; without: audit.read_all "
+          "(engine: runtime.history)",
           summary="Audit events, oldest first (?instance_id= for one case)", tag="audit", query=AuditQuery,
           response=AuditPage, errors=(403, 404))
 def list_audit(query: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import jsonify
+
 from webui.api.access import actor, endpoint, engine
 from webui.api.schemas import (
     CancelRequest,
@@ -31,8 +33,8 @@ def list_instances(query: dict[str, Any]) -> dict[str, Any]:
     return {"items": rows, "total": total, "limit": query["limit"], "offset": query["offset"]}
 
 
-@endpoint("GET", "/instances/{instance_id}", rule="the starter, participants, holders of an open task's role, "
-          "supervisor/compliance/admin (engine: runtime.show)",
+@endpoint("GET", "/instances/{instance_id}", rule="the starter, whoever has or had a task in it, the queue of an open "
+          "unassigned task, an active substitute, case.read_all (engine: runtime.show)",
           summary="A case: status, data, open tasks, history, links", tag="instances",
           response=InstanceDetailSchema, errors=(403, 404))
 def get_instance(instance_id: int) -> Any:
@@ -40,10 +42,13 @@ def get_instance(instance_id: int) -> Any:
 
 
 @endpoint("POST", "/instances/{instance_id}/cancel",
-          rule="the starter, ops_manager, supervisor or admin (engine: runtime.cancel)",
+          rule="case.cancel, or the starter (case.cancel_own) unless the case is reportable; a reportable "
+               "case (and its linked cases) is cancelled by case.cancel then signed off by case.cancel_signoff, "
+               "another person: 202 while it waits (engine: runtime.cancel, processes/access.json)",
           summary="Cancel a running case, with a reason", tag="instances", body=CancelRequest,
-          response=InstanceDetailSchema, errors=(403, 404, 409))
+          response=InstanceDetailSchema, status=(200, 202), errors=(403, 404, 409))
 def cancel_instance(instance_id: int, body: dict[str, Any]) -> Any:
     eng = engine()
-    eng.runtime.cancel(instance_id, actor(), body["reason"])
-    return eng.runtime.show(instance_id)
+    outcome = eng.runtime.cancel(instance_id, actor(), body["reason"])
+    detail = InstanceDetailSchema().dump(eng.runtime.show(instance_id))
+    return jsonify(detail), 200 if outcome == "cancelled" else 202

@@ -19,7 +19,7 @@ def list_processes(query: dict[str, Any]) -> dict[str, Any]:
     return {"items": rows[offset:offset + limit], "total": len(rows), "limit": limit, "offset": offset}
 
 
-@endpoint("POST", "/processes", rule="role process_owner (engine: repository.deploy_as)",
+@endpoint("POST", "/processes", rule="process.deploy (engine: repository.deploy_as)",
           summary="Lint and deploy BPMN/DMN files; a new version of each changed process", tag="processes",
           body=DeployRequest, response=DeployResult, status=201, errors=(403,))
 def deploy_processes(body: dict[str, Any]) -> dict[str, Any]:

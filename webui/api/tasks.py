@@ -16,7 +16,7 @@ from webui.api.schemas import (
 )
 
 
-@endpoint("GET", "/tasks", rule="any user sees their own inbox; scope=everyone needs a supervising role "
+@endpoint("GET", "/tasks", rule="any user sees their own inbox; scope=everyone needs tasks.read_all "
           "(engine: tasks.inbox)", summary="Open tasks: scope mine|group|all (default), overdue=true",
           tag="tasks", query=TaskQuery, response=TaskPage, errors=(403,))
 def list_tasks(query: dict[str, Any]) -> dict[str, Any]:
@@ -26,8 +26,8 @@ def list_tasks(query: dict[str, Any]) -> dict[str, Any]:
             "total": tasks.count(*args), "limit": query["limit"], "offset": query["offset"]}
 
 
-@endpoint("GET", "/tasks/{task_id}", rule="the assignee, the performer, holders of its role, "
-          "supervisor/compliance/admin (engine: tasks.get)",
+@endpoint("GET", "/tasks/{task_id}", rule="whoever may read its case: the starter, whoever has or had a task in it, "
+          "the queue of an open unassigned task, an active substitute, case.read_all (engine: tasks.get)",
           summary="A task with its JSON Schema form, what the form opens with, the case's facts and "
           "the approval record", tag="tasks",
           response=TaskDetailSchema, errors=(403, 404))
@@ -45,14 +45,14 @@ def claim_task(task_id: str) -> Any:
     return engine().tasks.claim(task_id, actor())
 
 
-@endpoint("POST", "/tasks/{task_id}/unclaim", rule="the assignee or a manager (engine: tasks.unclaim)",
+@endpoint("POST", "/tasks/{task_id}/unclaim", rule="the assignee, or tasks.assign (engine: tasks.unclaim)",
           summary="Put a claimed task back in its role's queue", tag="tasks", response=TaskSchema,
           errors=(403, 404, 409))
 def unclaim_task(task_id: str) -> Any:
     return engine().tasks.unclaim(task_id, actor())
 
 
-@endpoint("POST", "/tasks/{task_id}/assign", rule="ops_manager, supervisor or it_head, to a holder of the role "
+@endpoint("POST", "/tasks/{task_id}/assign", rule="tasks.assign, to a holder of the role "
           "not barred by separation of duties (engine: tasks.assign)", summary="Assign a task to a user",
           tag="tasks", body=AssignRequest, response=TaskSchema, errors=(403, 404, 409))
 def assign_task(task_id: str, body: dict[str, Any]) -> Any:

@@ -9,7 +9,6 @@ from flask import Blueprint, Response, abort, flash, g, redirect, render_templat
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from engine.definitions.assignment import PRIVILEGED_READERS
 from engine.views import Actor
 from webui import engine_of_app
 from webui.pages.auth import login_required
@@ -59,7 +58,7 @@ def start(process_id: str) -> Any:
 @login_required
 def index() -> Any:
     engine = engine_of_app()
-    sees_all = bool(g.actor.roles & PRIVILEGED_READERS)
+    sees_all = engine.may(g.actor, "case.read_all")
     status = request.args.get("status") if request.args.get("status") in ("running", "completed",
                                                                            "cancelled") else None
     rows, total = engine.runtime.visible_cases(g.actor, status=status, limit=100)
@@ -84,10 +83,22 @@ def show(instance_id: int) -> Any:
                 "detail": _history_detail(e.action, e.data), "source": e.source} for e in case.history]
     users = {u.username: u.display_name for u in engine.identity.users()}
     shown = engine.repository.load(case.definition_id).record_keys
+    pending = engine.runtime.cancel_request(instance_id) if case.status == "running" else None
+    may_cancel = case.status == "running" and engine.runtime.may_cancel(g.actor, instance_id)
     return render_template("case.html", case=case, progress=progress, history=history,
+                           cancel_request=pending, may_cancel=may_cancel,
                            facts={k: v for k, v in case.data.items() if k not in shown},
                            labels=field_labels(case.definition_id), users=users,
                            attachments=engine.attachments.list(instance_id), now=engine.ctx.now())
+
+
+@bp.post("/cases/<int:instance_id>/cancel")
+@login_required
+def cancel(instance_id: int) -> Any:
+    outcome = engine_of_app().runtime.cancel(instance_id, g.actor, request.form.get("reason") or "")
+    flash(_("Case cancelled.") if outcome == "cancelled" else
+          _("Cancellation requested: this case is reportable, so compliance must sign it off."), "ok")
+    return redirect(url_for("cases.show", instance_id=instance_id))
 
 
 @bp.get("/cases/<int:instance_id>/diagram.bpmn")

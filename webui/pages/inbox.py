@@ -9,8 +9,7 @@ from typing import Any
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from engine.tasks.service import INBOX_ORDERS, MANAGER_ROLES
-from engine.views import Actor, case_titles
+from engine.views import INBOX_ORDERS, Actor, case_titles
 from webui import engine_of_app
 from webui.pages.auth import _safe_next, login_required
 
@@ -96,4 +95,4 @@ def assign(task_id: str) -> Any:
 
 
 def may_assign(actor: Actor) -> bool:
-    return bool(actor.roles & MANAGER_ROLES)
+    return engine_of_app().may(actor, "tasks.assign")

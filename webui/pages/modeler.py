@@ -25,7 +25,7 @@ def owner_required(view: Callable[..., Any]) -> Callable[..., Any]:
     @login_required
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if not g.actor.has_role(OWNER):
+        if not engine_of_app().may(g.actor, "process.deploy"):
             abort(403, _("Only a process owner may edit and deploy processes."))
         return view(*args, **kwargs)
 

@@ -17,7 +17,7 @@ bp = Blueprint("substitutes", __name__)
 
 def _page(errors: dict[str, str] | None = None, form: dict[str, str] | None = None, status: int = 200) -> Any:
     engine = engine_of_app()
-    is_admin = g.actor.has_role("admin")
+    is_admin = engine.may(g.actor, "substitutes.manage")
     entries = engine.substitutes.list(None if is_admin else g.actor.username)
     users = engine.identity.users()
     today = engine.ctx.now().astimezone(engine.ctx.zone).date()

@@ -57,7 +57,8 @@ def may_act(actor: Actor, task: TaskView, holders: list[str]) -> bool:
     if task.state != "open":
         return False
     if task.assignee:
-        return task.assignee == actor.username or task.assignee in holders
+        # a substitute acts for the holder only on a role they hold themselves (A/B角)
+        return task.assignee == actor.username or (task.assignee in holders and actor.has_role(task.role))
     return actor.has_role(task.role)
 
 
