@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from engine.errors import OpsFlowError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,6 +23,9 @@ class Settings:
     timezone: str
     var_dir: Path
     audit_retention: str = "P20Y"  # OPSFLOW_AUDIT_RETENTION (engine/storage/audit/archive.py)
+    # Failed logins per user name that lock it, and the window they are counted in (engine/people/identity.py).
+    login_max_failures: int = 5  # OPSFLOW_LOGIN_MAX_FAILURES
+    login_window: timedelta = timedelta(minutes=15)  # OPSFLOW_LOGIN_WINDOW
 
     @property
     def zone(self) -> ZoneInfo:
@@ -35,6 +42,8 @@ class Settings:
             timezone=env.get("OPSFLOW_TIMEZONE", "Asia/Shanghai"),
             var_dir=var_dir,
             audit_retention=env.get("OPSFLOW_AUDIT_RETENTION") or "P20Y",
+            login_max_failures=_login_max_failures(env.get("OPSFLOW_LOGIN_MAX_FAILURES") or "5"),
+            login_window=_login_window(env.get("OPSFLOW_LOGIN_WINDOW") or "PT15M"),
         )
 
     def secret_key(self) -> str:
@@ -47,3 +56,35 @@ class Settings:
             path.write_text(secrets.token_urlsafe(48))
             path.chmod(0o600)
         return path.read_text().strip()
+
+
+def _login_max_failures(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 1000:
+        raise ConfigError(f"OPSFLOW_LOGIN_MAX_FAILURES must be a whole number from 1 to 1000, not {text!r}")
+    return int(text)
+
+
+_WINDOW = re.compile(r"PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?", re.IGNORECASE)
+
+
+def _login_window(text: str) -> timedelta:
+    """Minutes (`15`) or an ISO 8601 time duration (`PT15M`, `PT1H`), from one minute to a day."""
+    text = text.strip()
+    found = _WINDOW.fullmatch(text)
+    if text.isdigit():
+        window = timedelta(minutes=int(text))
+    elif found and any(found.groups()):
+        hours, minutes, seconds = (int(g or 0) for g in found.groups())
+        window = timedelta(hours=hours, minutes=minutes, seconds=seconds)
+    else:
+        window = timedelta(0)
+    if not timedelta(minutes=1) <= window <= timedelta(days=1):
+        raise ConfigError(f"OPSFLOW_LOGIN_WINDOW must be minutes (15) or a duration such as PT15M, from one "
+                          f"minute to a day, not {text!r}")
+    return window
+
+
+class ConfigError(OpsFlowError):
+    """A setting in the environment that cannot be used; the message names the variable."""
+
+    code = "bad_configuration"

@@ -73,3 +73,34 @@ class AuditUnavailable(OpsFlowError):
     """The trail cannot be written (its head is missing or unsigned, or the key is wrong): nothing is done."""
 
     code = "audit_unavailable"
+
+
+class WeakPassword(BadRequest):
+    """A new password the policy refuses (engine/people/passwords.py); `rule` names which rule:
+    length, letters_and_digits, username or common."""
+
+    code = "weak_password"
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message, {"rule": rule})
+        self.rule = rule
+
+
+class WrongPassword(Forbidden):
+    """The current password given to change one's own password does not match."""
+
+    def __init__(self) -> None:
+        super().__init__("the current password is wrong", rule="current_password")
+
+
+class LoginLocked(OpsFlowError):
+    """Too many failed logins for this user name (or from this address) within the window: refused,
+    whatever the password, for `retry_after` more seconds."""
+
+    code = "login_locked"
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        self.minutes = max(1, -(-retry_after // 60))
+        super().__init__(f"too many failed logins: try again in {self.minutes} minute(s)",
+                         {"retry_after": retry_after})

@@ -98,5 +98,5 @@ def people(engine: ProcessEngine) -> dict[str, Actor]:
         "zhang": ["staff"], "li": ["ops_manager"], "zhou": ["ops_manager"],
         "wang": ["ops_engineer"], "chen": ["ops_engineer"], "du": ["supervisor"],
     }
-    return {name: engine.identity.add_user(name, roles, password="secret-" + name)
+    return {name: engine.identity.add_user(name, roles, password="Kunlun-2026-pw")
             for name, roles in cast.items()}

@@ -8,6 +8,7 @@ from engine.errors import (
     Conflict,
     Forbidden,
     LintFailed,
+    LoginLocked,
     NotFound,
     OpsFlowError,
     ProcessError,
@@ -22,6 +23,7 @@ STATUS: dict[type[OpsFlowError], int] = {
     ValidationFailed: 422,
     LintFailed: 422,
     ProcessError: 422,
+    LoginLocked: 429,  # too many failed logins: wait (Retry-After)
     AuditUnavailable: 503,  # nothing is done while the trail cannot be written
 }
 

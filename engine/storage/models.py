@@ -314,3 +314,33 @@ class AlertOccurrence(Base):
     received_at: Mapped[datetime]
     received_by: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(16))  # opened|appended|resolved
+
+
+class LoginAttempt(Base):
+    """One password check (page, API, password change) for the login throttle, shared by every worker.
+
+    Rows older than the window are pruned; the audit trail keeps the history (user.login_failed...).
+    """
+
+    __tablename__ = "login_attempt"
+    __table_args__ = (Index("ix_login_attempt_username", "username", "at"),
+                      Index("ix_login_attempt_address", "address", "at"), Index("ix_login_attempt_at", "at"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))  # as typed, lower-cased; may name nobody
+    address: Mapped[str] = mapped_column(String(64))  # the client's address
+    at: Mapped[datetime]
+    ok: Mapped[bool]
+
+
+class WebSession(Base):
+    """A signed-in browser: the session cookie carries a random id, stored here only as SHA-256, so
+    signing out (or a password change, or deactivation) ends it for good, even for a copied cookie."""
+
+    __tablename__ = "web_session"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"), index=True)
+    session_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    address: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]

@@ -126,7 +126,7 @@ def test_a_ticker_run_records_its_events_as_from_the_ticker(engine: ProcessEngin
 
 
 def test_user_role_token_and_address_changes_are_audited(engine: ProcessEngine, people) -> None:
-    engine.identity.add_user("ma", ["staff"], "马", "pw-123456", by="admin")
+    engine.identity.add_user("ma", ["staff"], "马", "pw-1234567890", by="admin")
     engine.identity.set_roles("ma", ["staff", "cab"], by="admin")
     token = engine.identity.create_token("ma")
     engine.identity.revoke_token(token)
@@ -144,8 +144,8 @@ def test_user_role_token_and_address_changes_are_audited(engine: ProcessEngine, 
         ("admin", "user.deactivated"), ("admin", "user.activated"), ("admin", "role.added")]
     assert events[0][2] == {"username": "ma", "display_name": "马", "roles": ["staff"], "password": True}
     assert events[1][2] == {"username": "ma", "roles": ["staff", "cab"], "before": ["staff"]}
-    assert events[7][2] == {"username": "ma", "tokens_revoked": 1}
-    assert "pw-123456" not in json.dumps([d for _, _, d in events]) and token not in json.dumps(events, default=str)
+    assert events[7][2] == {"username": "ma", "tokens_revoked": 1, "sessions_revoked": 0}
+    assert "pw-1234567890" not in json.dumps([d for _, _, d in events]) and token not in json.dumps(events, default=str)
     assert engine.identity.actor_for_token(token) is None
 
 

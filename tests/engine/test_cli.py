@@ -66,7 +66,7 @@ def ok(result: subprocess.CompletedProcess) -> str:
 def test_walkthrough_from_init_to_audit_verify(opsflow) -> None:
     assert "audit key: " in ok(opsflow("init"))
     ok(opsflow("user", "add", "zhang", "--role", "staff", "--display-name", "张伟", "--password-stdin",
-               stdin="pass-word\n"))
+               stdin="pass-word-2026\n"))
     ok(opsflow("user", "add", "liu", "--role", "运维负责人"))
     assert "deployed access_request v1" in ok(opsflow("deploy", str(FIXTURES / "two_lanes.bpmn")))
     case_id = ok(opsflow("start", "access_request", "--as", "zhang", "--business-key", "ACC-7")).strip()
@@ -154,12 +154,12 @@ def test_user_token_and_calendar_commands_are_audited_as_from_the_cli(opsflow, s
     holidays = tmp_path / "holidays-2031.txt"
     holidays.write_text("2031-02-03,春节\n", encoding="utf-8")
     ok(opsflow("init"))
-    ok(opsflow("user", "add", "ma", "--role", "staff", "--password-stdin", stdin="pw-123456\n"))
+    ok(opsflow("user", "add", "ma", "--role", "staff", "--password-stdin", stdin="pw-1234567890\n"))
     ok(opsflow("user", "roles", "ma", "--role", "staff", "cab"))
     ok(opsflow("token", "create", "ma"))
     assert "1 token(s) revoked" in ok(opsflow("user", "deactivate", "ma"))
     ok(opsflow("user", "activate", "ma"))
-    ok(opsflow("user", "passwd", "ma", "--password-stdin", stdin="pw-654321\n"))
+    ok(opsflow("user", "passwd", "ma", "--password-stdin", stdin="pw-0987654321\n"))
     ok(opsflow("user", "email", "ma", "ma@firm.cn"))
     ok(opsflow("calendar", "import-holidays", str(holidays)))
     events = same_database.audit.events()

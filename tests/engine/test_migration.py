@@ -37,7 +37,7 @@ def deploy(engine: ProcessEngine, text: str) -> int:
 
 @pytest.fixture
 def owner(engine: ProcessEngine):
-    return engine.identity.add_user("owner", ["process_owner"], password="secret-owner")
+    return engine.identity.add_user("owner", ["process_owner"], password="Kunlun-2026-pw")
 
 
 def at_approval(engine: ProcessEngine, people) -> int:

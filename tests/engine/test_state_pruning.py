@@ -129,7 +129,7 @@ def test_inclusive_join_in_a_loop_waits_for_every_branch_of_the_new_round(engine
 
 def test_migration_still_refuses_a_change_to_a_completed_step_pruned_from_the_tree(
         engine: ProcessEngine, people) -> None:
-    owner = engine.identity.add_user("owner", ["process_owner"], password="secret-owner")
+    owner = engine.identity.add_user("owner", ["process_owner"], password="Kunlun-2026-pw")
     v1 = (FIXTURES / "loop.bpmn").read_text(encoding="utf-8")
     engine.repository.deploy([SourceFile("loop.bpmn", v1.encode())], "owner")
     wang = people["wang"]

@@ -21,8 +21,8 @@ def error(response, status: int, code: str | None = None) -> dict:
 
 # tokens ---------------------------------------------------------------------------------------------
 def test_password_gives_an_expiring_token_that_works_until_revoked(api: Api) -> None:
-    api.engine.identity.set_password("zhangwei", "s3cret-pw")
-    body = api.ok(api.post("/auth/token", json={"username": "zhangwei", "password": "s3cret-pw"}), 201)
+    api.engine.identity.set_password("zhangwei", "s3cret-pw-2026")
+    body = api.ok(api.post("/auth/token", json={"username": "zhangwei", "password": "s3cret-pw-2026"}), 201)
     assert body["token_type"] == "Bearer" and body["roles"] == ["staff"]
     headers = {"Authorization": f"Bearer {body['token']}"}
     assert api.client.get("/api/v1/tasks", headers=headers).status_code == 200
@@ -31,7 +31,7 @@ def test_password_gives_an_expiring_token_that_works_until_revoked(api: Api) -> 
 
 
 def test_wrong_password_is_401(api: Api) -> None:
-    api.engine.identity.set_password("zhangwei", "s3cret-pw")
+    api.engine.identity.set_password("zhangwei", "s3cret-pw-2026")
     error(api.post("/auth/token", json={"username": "zhangwei", "password": "wrong"}), 401, "unauthorized")
     error(api.post("/auth/token", json={"username": "nobody", "password": "wrong"}), 401, "unauthorized")
 

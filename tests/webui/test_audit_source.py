@@ -32,8 +32,8 @@ def last(engine: ProcessEngine, action: str):
 
 
 def test_an_api_call_is_recorded_as_from_the_api_and_its_address(api: Api) -> None:  # noqa: F811
-    api.engine.identity.set_password("zhangwei", "s3cret-pw")
-    response = api.client.post("/api/v1/auth/token", json={"username": "zhangwei", "password": "s3cret-pw"},
+    api.engine.identity.set_password("zhangwei", "s3cret-pw-2026")
+    response = api.client.post("/api/v1/auth/token", json={"username": "zhangwei", "password": "s3cret-pw-2026"},
                                environ_base=PEER)
     assert response.status_code == 201
     event = last(api.engine, "token.created")

@@ -5,20 +5,27 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from flask import g
+from flask import g, request
 
-from webui.api.access import PUBLIC, ApiError, endpoint, engine
+from engine.errors import LoginLocked
+from webui.api.access import PUBLIC, ApiError, endpoint, engine, error_response
 from webui.api.schemas import Credentials, RevokedSchema, TokenSchema
 
 TOKEN_LIFETIME = timedelta(hours=12)
 
 
-@endpoint("POST", "/auth/token", access=PUBLIC, rule="anyone with a username and password",
+@endpoint("POST", "/auth/token", access=PUBLIC, rule="anyone with a username and password; after "
+          "OPSFLOW_LOGIN_MAX_FAILURES failures for the name within OPSFLOW_LOGIN_WINDOW, nobody until it passes",
           summary="Exchange a username and password for an API token (valid 12 hours)", tag="auth",
-          body=Credentials, response=TokenSchema, status=201, errors=(401,))
-def create_token(body: dict[str, Any]) -> dict[str, Any]:
+          body=Credentials, response=TokenSchema, status=201, errors=(401, 429))
+def create_token(body: dict[str, Any]) -> Any:
     eng = engine()
-    user = eng.identity.authenticate(body["username"], body["password"])
+    try:
+        user = eng.identity.login(body["username"], body["password"], request.remote_addr or "-")
+    except LoginLocked as locked:  # the same count as the login page (engine: identity.login)
+        response, status = error_response(429, locked.code, locked.message, locked.details)
+        response.headers["Retry-After"] = str(locked.retry_after)
+        return response, status
     if user is None:
         raise ApiError(401, "unauthorized", "unknown user or wrong password")
     issued = eng.ctx.now()

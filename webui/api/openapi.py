@@ -21,6 +21,7 @@ ERROR_TEXT = {
     404: "not found (or nothing waits for the message)",
     409: "conflict: task already completed or claimed by someone else, stale revision, case not running",
     422: "validation failed: details lists [{field, message}] (or lint problems)",
+    429: "too many failed logins for this name: refused until Retry-After seconds have passed",
 }
 TAGS = [
     {"name": "auth", "description": "API tokens"},

@@ -1,22 +1,33 @@
-"""Login, logout and the language switch; who is signed in (`g.actor`), and the login throttle.
+"""Login, logout and the language switch; who is signed in (`g.actor`).
 
-A failed login says the same thing whether or not the user exists, and repeated failures lock
-that name (and, more loosely, that address) for a while, whether or not the user exists.
+A failed login says the same thing whether or not the user exists; repeated failures lock that name
+(and, more loosely, that address) for a while, whether or not the user exists: the engine counts
+them in the database (IdentityService.login), so every worker and the API share one count. The
+session cookie names a server-side session record, which signing out ends for good.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import defaultdict, deque
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 
+from engine.errors import LoginLocked
 from webui import engine_of_app
 
 bp = Blueprint("auth", __name__)
@@ -25,53 +36,38 @@ LOCALES = ("zh_CN", "en")
 DEFAULT_LOCALE = "zh_CN"
 
 
-class LoginThrottle:
-    """Failures per user name and per client address in a sliding window (per process)."""
-
-    def __init__(self, per_name: int = 5, per_address: int = 30, window: float = 900.0) -> None:
-        self.per_name, self.per_address, self.window = per_name, per_address, window
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        times = self._failures[key]
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        return times
-
-    def locked(self, username: str, address: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            return (len(self._recent("u:" + username.lower(), now)) >= self.per_name
-                    or len(self._recent("a:" + address, now)) >= self.per_address)
-
-    def failed(self, username: str, address: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._recent("u:" + username.lower(), now).append(now)
-            self._recent("a:" + address, now).append(now)
-
-    def succeeded(self, username: str) -> None:
-        with self._lock:
-            self._failures.pop("u:" + username.lower(), None)
-
-
-def throttle() -> LoginThrottle:
-    from flask import current_app
-
-    return current_app.extensions.setdefault("opsflow_login_throttle", LoginThrottle())
-
-
 def load_actor() -> None:
-    """Before each page request: the signed-in user, re-read so a deactivated user is signed out."""
+    """Before each page request: the signed-in user, from the session record the cookie names (one
+    indexed query), so a signed-out, password-changed or deactivated session is refused at once."""
     g.actor = None
-    username = session.get("user")
-    if username:
-        actor = engine_of_app().identity.find(username)
-        if actor is None:
-            session.clear()
-        else:
-            g.actor = actor
+    session_id = session.get("sid")
+    if session_id:
+        g.actor = engine_of_app().identity.actor_for_session(session_id)
+    if g.actor is None and ("sid" in session or "user" in session):  # ended, or from before session records
+        _forget_user()
+
+
+def start_session(username: str) -> None:
+    """A fresh session for this browser (no fixation), kept for a working day."""
+    session_id = engine_of_app().identity.open_session(username, request.remote_addr or "-",
+                                                       current_app.permanent_session_lifetime)
+    use_session(session_id)
+
+
+def use_session(session_id: str) -> None:
+    chosen = session.get("locale")
+    session.clear()
+    session.permanent = True
+    session["sid"] = session_id
+    if chosen in LOCALES:
+        session["locale"] = chosen
+
+
+def _forget_user() -> None:
+    locale = session.get("locale")
+    session.clear()
+    if locale in LOCALES:
+        session["locale"] = locale
 
 
 def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -102,33 +98,31 @@ def login() -> Any:
         return render_template("login.html", next=request.args.get("next", ""))
     username = (request.form.get("username") or "").strip()[:64]
     password = request.form.get("password") or ""
-    address = request.remote_addr or "-"
-    limiter = throttle()
-    if limiter.locked(username, address):
-        return render_template("login.html", error=_("Too many failed attempts. Please wait 15 minutes and try "
-                                                     "again."), username=username,
-                               next=request.form.get("next", "")), 429
-    actor = engine_of_app().identity.authenticate(username, password) if username and password else None
+    again = {"username": username, "next": request.form.get("next", "")}
+    identity = engine_of_app().identity
+    try:
+        actor = identity.login(username, password, request.remote_addr or "-") if username else None
+    except LoginLocked as locked:
+        response = make_response(render_template(
+            "login.html", error=_("Too many failed sign-in attempts. Try again in %(minutes)d minutes.",
+                                  minutes=locked.minutes), **again), 429)
+        response.headers["Retry-After"] = str(locked.retry_after)
+        return response
     if actor is None:
-        limiter.failed(username, address)
-        return render_template("login.html", error=_("Wrong user name or password."), username=username,
-                               next=request.form.get("next", "")), 401
-    limiter.succeeded(username)
-    chosen = session.get("locale")
-    session.clear()  # a fresh session on every login (no fixation)
-    session.permanent = True
-    session["user"] = actor.username
-    stored = engine_of_app().identity.locale(actor.username)
-    session["locale"] = stored if stored in LOCALES else (chosen if chosen in LOCALES else DEFAULT_LOCALE)
+        return render_template("login.html", error=_("Wrong user name or password."), **again), 401
+    start_session(actor.username)
+    stored = identity.locale(actor.username)
+    if stored in LOCALES:
+        session["locale"] = stored
     return redirect(_safe_next(request.form.get("next")))
 
 
 @bp.post("/logout")
 def logout() -> Any:
-    locale = session.get("locale")
-    session.clear()
-    if locale:
-        session["locale"] = locale
+    session_id = session.get("sid")
+    if session_id:
+        engine_of_app().identity.close_session(session_id)
+    _forget_user()
     return redirect(url_for("auth.login"))
 
 
