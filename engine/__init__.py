@@ -43,9 +43,9 @@ class ProcessEngine:
                  services: dict[str, Callable[..., Any]] | None = None) -> None:
         self.ctx = EngineContext(settings, clock, functions, services)
         self.audit = AuditService(self.ctx)
-        self.identity = IdentityService(self.ctx, self.audit)
         # Every "may" beyond a task's lane, from processes/access.json (engine/people/access.py).
         self.access = AccessPolicy.load(_beside_roles(settings, "access.json"))
+        self.identity = IdentityService(self.ctx, self.audit, self.access)
         self.repository = RepositoryService(self.ctx, self.identity, self.audit, self.access)
         self.store = CaseStore(self.ctx, self.repository, self.identity)
         self.runtime = RuntimeService(self.ctx, self.repository, self.identity, self.audit, self.store, self.access)

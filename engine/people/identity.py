@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -24,16 +24,19 @@ from sqlalchemy import CursorResult, Result, delete, select, update
 from sqlalchemy.orm import Session
 
 from engine.context import EngineContext
-from engine.errors import BadRequest, Conflict, Forbidden, LoginLocked, NotFound, WrongPassword
+from engine.errors import BadRequest, Conflict, LoginLocked, NotFound, WrongPassword
 from engine.people.passwords import check_policy, failures_since_success, locked_until, retry_after
 from engine.storage.audit import AuditService
 from engine.storage.db import Sql
 from engine.storage.models import ApiToken, LoginAttempt, Role, User, UserRole, WebSession
 
+if TYPE_CHECKING:  # access.py reads Actor from here
+    from engine.people.access import AccessPolicy
+
 _hasher = PasswordHasher()
 # Verified against when the user does not exist, so timing does not reveal who exists.
 _DUMMY_HASH = _hasher.hash("opsflow-no-such-user")
-ADMIN = "admin"  # the role that manages users from the web (access.json's users.manage)
+MANAGE_USERS = "users.manage"  # the grant (processes/access.json) an Actor needs to change users
 # One address may fail this many times the per-name limit (password spraying across names); looser,
 # since many people can share an address behind a proxy.
 ADDRESS_FACTOR = 6
@@ -68,9 +71,10 @@ By = Actor | str
 
 
 class IdentityService:
-    def __init__(self, ctx: EngineContext, audit: AuditService) -> None:
+    def __init__(self, ctx: EngineContext, audit: AuditService, access: AccessPolicy) -> None:
         self.ctx = ctx
         self.audit = audit
+        self.access = access
         self._role_names: dict[str, str] | None = None
 
     # roles ------------------------------------------------------------------------------------
@@ -147,8 +151,9 @@ class IdentityService:
             user = self._user(s, username)
             before = sorted(user.role_keys)
             keys = self._check_roles(s, roles)
-            if who == username and ADMIN in before and ADMIN not in keys:
-                raise Conflict("you cannot take the admin role from yourself (another admin can)")
+            if who == username and not self.access.allows(Actor(username, "", frozenset(keys)), MANAGE_USERS):
+                raise Conflict("you cannot take from yourself the roles that let you manage users "
+                               "(another admin can)")
             user.roles = [UserRole(user_id=user.id, role_key=k) for k in keys]
             s.flush()
             self.audit.record(s, who, "user.roles_set", data={"username": username, "roles": keys, "before": before})
@@ -389,13 +394,11 @@ class IdentityService:
             return None
         return _actor_of_rows(rows)
 
-    @staticmethod
-    def _manager(by: By) -> str:
-        """Who makes a change to users: an Actor must hold the admin role; the CLI and the engine name
-        themselves."""
+    def _manager(self, by: By) -> str:
+        """Who makes a change to users: an Actor needs the users.manage grant; the CLI (the operator
+        at the shell) and the engine name themselves."""
         if isinstance(by, Actor):
-            if not by.has_role(ADMIN):
-                raise Forbidden("only an admin manages users", rule="users.manage")
+            self.access.require(by, MANAGE_USERS, "manage users")
             return by.username
         return by
 
