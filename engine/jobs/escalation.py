@@ -16,8 +16,10 @@ from sqlalchemy.orm import Session
 
 from engine.cases.store import CaseStore, OpenCase
 from engine.context import EngineContext
-from engine.definitions.deadlines import manager_role, parse_escalation
+from engine.definitions.deadlines import parse_escalation
+from engine.definitions.forms import outcome_field
 from engine.jobs.queue import JobService, schedule_job
+from engine.people.access import AccessPolicy
 from engine.people.identity import IdentityService
 from engine.people.notify import Message, NotifyService
 from engine.storage.audit import AuditService
@@ -28,8 +30,9 @@ log = logging.getLogger("opsflow.jobs")
 
 class EscalationService:
     def __init__(self, ctx: EngineContext, jobs: JobService, store: CaseStore, identity: IdentityService,
-                 audit: AuditService, notify: NotifyService) -> None:
+                 audit: AuditService, notify: NotifyService, access: AccessPolicy) -> None:
         self.ctx = ctx
+        self.access = access
         self.store = store
         self.identity = identity
         self.audit = audit
@@ -70,8 +73,11 @@ class EscalationService:
         now = self.ctx.now()
         audit: dict[str, Any] = {"rule": rule.text, "action": rule.action, "due_at": task.due_at}
         if rule.action == "reassign":
-            audit.update(self._reassign(task, rule.targets[0], now))
+            moved = self._reassign(task, rule.targets[0], now, self._is_approval(task, case_row))
+            audit.update(moved)
             recipients = [task.assignee] if task.assignee else self._holders(task.role)
+            if "refused_to" in moved:  # the would-be takers are told; the approval stays where it may be done
+                recipients = sorted({*recipients, *moved["refused_to"]})
             channels: tuple[str, ...] = ("inapp", "email")
         else:
             recipients = self._recipients(rule.targets, task, case_row)
@@ -83,16 +89,29 @@ class EscalationService:
         self.audit.record(s, "system", "task.escalated", instance_id=task.instance_id, task_id=task.id, data=audit)
         job.payload = {**job.payload, "outcome": rule.action, "recipients": recipients}
 
-    def _reassign(self, task: HumanTask, target: str, now: datetime) -> dict[str, Any]:
+    def _is_approval(self, task: HumanTask, case_row: ProcessInstance) -> bool:
+        """A task whose form records a decision (x-outcome): only those allowed to approve may take it."""
+        definition = self.store.repository.load(case_row.definition_id)
+        form = definition.forms.get(task.form_key) if task.form_key else None
+        return form is not None and outcome_field(form) is not None
+
+    def _reassign(self, task: HumanTask, target: str, now: datetime, approval: bool) -> dict[str, Any]:
         before = {"from_role": task.role, "from_assignee": task.assignee}
         if target.startswith("@"):
             user = self.identity.find(target[1:])
             if user is None:
                 return {**before, "outcome": f"unknown user {target[1:]!r}: not reassigned"}
+            if approval and not any(self.access.may_take_approval(r, task.role) for r in user.roles):
+                return {**before, "refused_to": [user.username],
+                        "outcome": f"{user.username} may not approve a task of {task.role}: notified, not reassigned"}
             task.assignee, task.claimed_at = user.username, now
         else:
-            role = (manager_role(task.role) if target == "manager" else
+            role = (self.access.manager_of(task.role) if target == "manager" else
                     "supervisor" if target == "supervisor" else self.identity.resolve_role(target) or target)
+            if approval and not self.access.may_take_approval(role, task.role):
+                return {**before, "refused_to": self._holders(role),
+                        "outcome": f"{role} may not approve a task of {task.role} (access.json approves_for): "
+                                   "notified, not reassigned"}
             task.role, task.assignee, task.claimed_at = role, None, None
         return {**before, "to_role": task.role, "to_assignee": task.assignee}
 
@@ -105,7 +124,7 @@ class EscalationService:
             if target == "assignee":
                 out += [task.assignee] if task.assignee else self._holders(task.role)
             elif target == "manager":
-                out += self._holders(manager_role(task.role))
+                out += self._holders(self.access.manager_of(task.role))
             elif target == "supervisor":
                 out += self._holders("supervisor")
             elif target == "starter":
