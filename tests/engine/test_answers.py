@@ -13,7 +13,7 @@ from engine.errors import LintFailed, ValidationFailed
 from engine.spiff.parsing import SourceFile
 from engine.storage.models import ProcessDefinition
 from tests.conftest import FIXTURES, ROOT
-from tests.engine.test_cli import ok, opsflow  # noqa: F401
+from tests.engine.test_cli import cli_env, ok, opsflow  # noqa: F401
 
 TWO_LANES = (FIXTURES / "two_lanes.bpmn").read_text(encoding="utf-8")
 REQUEST = {"title": "开通只读权限", "system": "清算", "reason": "季度对账需要查询"}

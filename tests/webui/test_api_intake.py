@@ -139,8 +139,8 @@ def test_only_alert_sources_post_alerts_and_each_only_its_own(api: Api) -> None:
     api.engine.identity.add_user("prometheus", ["monitoring"], password="Prom-source-2026")
     case = api.ok(api.post("/alerts", "zabbix", alert()), 201)["instance_id"]
     for status in ("resolved", "firing"):
-        refusal = error(api.post("/alerts", "prometheus", alert(status=status, occurred_at="2026-11-20T18:40:00+08:00")),
-                        403, "forbidden")
+        later = alert(status=status, occurred_at="2026-11-20T18:40:00+08:00")
+        refusal = error(api.post("/alerts", "prometheus", later), 403, "forbidden")
         assert refusal["details"]["rule"] == "alert_source" and "raised by zabbix" in refusal["message"]
     history = [e["action"] for e in api.case(case, "liuyang")["history"] if e["action"].startswith("alert.")]
     assert history == ["alert.opened"]

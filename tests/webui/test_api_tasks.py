@@ -39,7 +39,7 @@ def test_overdue_tasks(api: Api, api_clock) -> None:
 def test_everyone_scope_is_for_supervising_roles(api: Api) -> None:
     submitted(api)
     assert api.ok(api.get("/tasks?scope=everyone", "zhuhong"))["total"] == 1
-    assert error(api.get("/tasks?scope=everyone", "zhangwei"), 403)["details"] == {"rule": "read"}
+    assert error(api.get("/tasks?scope=everyone", "zhangwei"), 403)["details"] == {"rule": "tasks.read_all"}
     assert error(api.get("/tasks?scope=nobody", "zhangwei"), 422)["details"][0]["field"] == "scope"
 
 
@@ -71,7 +71,7 @@ def test_unclaim_by_the_assignee_or_a_manager(api: Api) -> None:
     api.engine.identity.add_user("gaofeng", ["ops_manager"], "高峰")
     task = api.open_task(submitted(api), "approve_ops")["id"]
     api.ok(api.post(f"/tasks/{task}/claim", "liuyang"))
-    assert error(api.post(f"/tasks/{task}/unclaim", "zhangwei"), 403)["details"] == {"rule": "assignee"}
+    assert error(api.post(f"/tasks/{task}/unclaim", "zhangwei"), 403)["details"] == {"rule": "tasks.assign"}
     assert api.ok(api.post(f"/tasks/{task}/unclaim", "gaofeng"))["assignee"] is None
     api.ok(api.post(f"/tasks/{task}/claim", "liuyang"))
     api.ok(api.post(f"/tasks/{task}/complete", "liuyang", {"data": APPROVE}))
@@ -83,7 +83,7 @@ def test_assign_by_a_manager_to_a_holder_of_the_role(api: Api) -> None:
     api.engine.identity.add_user("gaofeng", ["ops_manager"], "高峰")
     task = api.open_task(submitted(api), "approve_ops")["id"]
     assert error(api.post(f"/tasks/{task}/assign", "zhangwei", {"user": "gaofeng"}), 403)["details"] == {
-        "rule": "assign"}
+        "rule": "tasks.assign"}
     assert error(api.post(f"/tasks/{task}/assign", "liuyang", {"user": "lina"}), 403)["details"] == {"rule": "role"}
     error(api.post(f"/tasks/{task}/assign", "liuyang", {"user": "nobody"}), 404)
     assert error(api.post(f"/tasks/{task}/assign", "liuyang", {}), 422)["details"][0]["field"] == "user"
