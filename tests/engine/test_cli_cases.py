@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 from tests.conftest import FIXTURES, ROOT
-from tests.engine.test_cli import cli_env, ok, opsflow  # noqa: F401
+from tests.engine.test_cli import cli_env, ok, opsflow, same_database  # noqa: F401
 from tests.processes.test_incident import incident_report
 
 
@@ -81,3 +82,18 @@ def test_the_reporter_cannot_cancel_a_reportable_incident_from_the_command_line(
     assert f"case {case} cancelled" in ok(opsflow("cancel", case, "--as", "sunyan", "--reason", "核实", extra=forms))
     shown = json.loads(ok(opsflow("show", case, "--json", extra=forms)))
     assert shown["status"] == "cancelled" and [link["kind"] for link in shown["links"]] == ["emergency"]
+
+
+def test_editing_the_trading_calendar_for_someone_needs_registers_edit(opsflow, same_database,  # noqa: F811
+                                                                       tmp_path) -> None:
+    shutil.copytree(ROOT / "processes" / "calendar", tmp_path / "processes" / "calendar")
+    holidays = tmp_path / "holidays-2031.txt"
+    holidays.write_text("2031-02-03,春节\n", encoding="utf-8")
+    ok(opsflow("init"))
+    ok(opsflow("user", "add", "zhang", "--role", "staff"))
+    ok(opsflow("user", "add", "ma", "--role", "process_owner"))
+    refused(opsflow("calendar", "import-holidays", str(holidays), "--as", "zhang"), "registers.edit")
+    assert "2031: 1 closed weekdays" in ok(opsflow("calendar", "import-holidays", str(holidays), "--as", "ma"))
+    imported = [(e.actor, e.data["added"]) for e in same_database.audit.events()
+                if e.action == "calendar.holidays_imported"]
+    assert imported == [("ma", ["2031-02-03"])]  # the refused attempt imported nothing

@@ -87,8 +87,11 @@ def register(app: Flask) -> None:
         from webui.pages.inbox import nav_counts
 
         actor = g.get("actor")
+        engine = engine_of_app()
         return {"actor": actor, "nav": nav_counts(actor) if actor else None, "locale": auth.current_locale(),
-                "role_names": role_names()}
+                "role_names": role_names(),
+                # the header offers what the access policy grants (processes/access.json)
+                "may": lambda action: actor is not None and engine.may(actor, action)}
 
     app.add_template_filter(local_time, "local")
     app.add_template_filter(local_date, "local_date")
