@@ -117,7 +117,7 @@ class ProcessEngine:
         """Whether the database is at the newest Alembic revision (`/readyz`); raises if it is unreachable."""
         from engine.storage.migrations import is_current
 
-        return is_current(self.ctx.db.engine)
+        return is_current(self.ctx.db.reader)  # a read: a held write lock is check_write's to report
 
     def start_ticker(self) -> None:
         """Fire due timers and jobs from a background thread of this process (each web worker, after the fork)."""

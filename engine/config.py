@@ -26,6 +26,11 @@ class Settings:
     # Failed logins per user name that lock it, and the window they are counted in (engine/people/identity.py).
     login_max_failures: int = 5  # OPSFLOW_LOGIN_MAX_FAILURES
     login_window: timedelta = timedelta(minutes=15)  # OPSFLOW_LOGIN_WINDOW
+    # Seconds (0: no limit) a database connect, a statement (on SQLite: the wait for the write lock) and an
+    # idle open transaction may take before failing with 503 (engine/storage/db.py).
+    db_connect_timeout: int = 5  # OPSFLOW_DB_CONNECT_TIMEOUT
+    db_statement_timeout: int = 30  # OPSFLOW_DB_STATEMENT_TIMEOUT
+    db_idle_timeout: int = 60  # OPSFLOW_DB_IDLE_TIMEOUT
 
     @property
     def zone(self) -> ZoneInfo:
@@ -44,6 +49,9 @@ class Settings:
             audit_retention=env.get("OPSFLOW_AUDIT_RETENTION") or "P20Y",
             login_max_failures=_login_max_failures(env.get("OPSFLOW_LOGIN_MAX_FAILURES") or "5"),
             login_window=_login_window(env.get("OPSFLOW_LOGIN_WINDOW") or "PT15M"),
+            db_connect_timeout=_seconds(env, "OPSFLOW_DB_CONNECT_TIMEOUT", 5),
+            db_statement_timeout=_seconds(env, "OPSFLOW_DB_STATEMENT_TIMEOUT", 30),
+            db_idle_timeout=_seconds(env, "OPSFLOW_DB_IDLE_TIMEOUT", 60),
         )
 
     def secret_key(self) -> str:
@@ -61,6 +69,13 @@ class Settings:
 def _login_max_failures(text: str) -> int:
     if not text.strip().isdigit() or not 1 <= int(text) <= 1000:
         raise ConfigError(f"OPSFLOW_LOGIN_MAX_FAILURES must be a whole number from 1 to 1000, not {text!r}")
+    return int(text)
+
+
+def _seconds(env: dict[str, str], name: str, default: int) -> int:
+    text = (env.get(name) or str(default)).strip()
+    if not text.isdigit() or int(text) > 86400:
+        raise ConfigError(f"{name} must be whole seconds from 0 (no limit) to 86400, not {text!r}")
     return int(text)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from engine.config import Settings
 from engine.spiff.sandbox import RestrictedEnvironment, ScriptEngine
 from engine.spiff.serializer import WorkflowCodec
-from engine.storage.db import Database
+from engine.storage.db import Database, Timeouts
 
 
 def utc_now() -> datetime:
@@ -23,7 +23,8 @@ class EngineContext:
                  functions: dict[str, Any] | None = None,
                  services: dict[str, Callable[..., Any]] | None = None) -> None:
         self.settings = settings
-        self.db = Database(settings.database_url)
+        self.db = Database(settings.database_url, Timeouts(settings.db_connect_timeout,
+                                                           settings.db_statement_timeout, settings.db_idle_timeout))
         self.clock = clock
         self.zone = settings.zone
         self.codec = WorkflowCodec(self.zone)

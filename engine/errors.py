@@ -104,3 +104,16 @@ class LoginLocked(OpsFlowError):
         self.minutes = max(1, -(-retry_after // 60))
         super().__init__(f"too many failed logins: try again in {self.minutes} minute(s)",
                          {"retry_after": retry_after})
+
+
+class Unavailable(OpsFlowError):
+    """The database cannot be reached or written right now (unreachable, locked, timed out, read-only):
+    nothing was done; try again after `retry_after` seconds (HTTP 503 with Retry-After)."""
+
+    code = "unavailable"
+
+    def __init__(self, reason: str, retry_after: int = 5) -> None:
+        self.reason = reason
+        self.retry_after = retry_after
+        super().__init__(f"the database is unavailable ({reason}): nothing was saved, try again in a few seconds",
+                         {"reason": reason, "retry_after": retry_after})

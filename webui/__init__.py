@@ -7,6 +7,8 @@ from typing import Any
 from flask import Flask, current_app, g, jsonify, request
 
 from engine import ProcessEngine
+from engine.errors import Unavailable
+from webui.errors import headers_of
 
 
 def create_app(engine: ProcessEngine | None = None, config: dict[str, Any] | None = None) -> Flask:
@@ -40,6 +42,19 @@ def create_app(engine: ProcessEngine | None = None, config: dict[str, Any] | Non
         if token is not None:
             engine.ctx.source.reset(token)
 
+    @app.errorhandler(Unavailable)
+    def database_unavailable(error: Unavailable) -> Any:
+        """503 + Retry-After; the page is rendered as for a visitor, since the header's user, counts and
+        role names would need the database that is down. (The API blueprint answers its own JSON.)"""
+        headers = headers_of(error)
+        if request.path.startswith("/api/"):
+            body = {"code": error.code, "message": error.message, "details": error.details}
+            return jsonify(error=body), 503, headers
+        from webui.pages import render_error
+
+        g.actor, g._role_names = None, {}
+        return (*render_error(503, error.message), headers)
+
     @app.get("/healthz")
     def healthz() -> Any:
         return jsonify(status="ok")
@@ -52,6 +67,11 @@ def create_app(engine: ProcessEngine | None = None, config: dict[str, Any] | Non
             return jsonify(status="unavailable", database=f"unreachable: {exc.__class__.__name__}"), 503
         if not current:
             return jsonify(status="unavailable", database="migrations pending: run 'opsflow init'"), 503
+        try:  # ready means a write commits, not only that the schema can be read
+            engine.ctx.db.check_write()
+        except Unavailable as down:
+            return jsonify(status="unavailable", database=f"cannot commit a write: {down.reason}"), 503, \
+                {"Retry-After": str(down.retry_after)}
         return jsonify(status="ok", database="ok")
 
     return app

@@ -12,6 +12,7 @@ from engine.errors import (
     NotFound,
     OpsFlowError,
     ProcessError,
+    Unavailable,
     ValidationFailed,
 )
 
@@ -25,6 +26,7 @@ STATUS: dict[type[OpsFlowError], int] = {
     ProcessError: 422,
     LoginLocked: 429,  # too many failed logins: wait (Retry-After)
     AuditUnavailable: 503,  # nothing is done while the trail cannot be written
+    Unavailable: 503,  # the database cannot be reached or written: try again (Retry-After)
 }
 
 
@@ -33,3 +35,8 @@ def status_of(error: OpsFlowError) -> int:
         if cls in STATUS:
             return STATUS[cls]
     return 400
+
+
+def headers_of(error: OpsFlowError) -> dict[str, str]:
+    """Headers an error answer carries: Retry-After when waiting helps."""
+    return {"Retry-After": str(error.retry_after)} if isinstance(error, Unavailable) else {}

@@ -23,7 +23,7 @@ from engine import ProcessEngine
 from engine.errors import OpsFlowError
 from engine.views import Actor
 from webui.api import bp
-from webui.errors import status_of
+from webui.errors import headers_of, status_of
 
 PUBLIC = "public"
 TOKEN = "token"
@@ -190,7 +190,9 @@ def _api_error(exc: ApiError) -> Any:
 
 @bp.errorhandler(OpsFlowError)
 def _engine_error(exc: OpsFlowError) -> Any:
-    return error_response(status_of(exc), exc.code, exc.message, exc.details)
+    response, status = error_response(status_of(exc), exc.code, exc.message, exc.details)
+    response.headers.update(headers_of(exc))
+    return response, status
 
 
 @bp.errorhandler(HTTPException)
