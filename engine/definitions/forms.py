@@ -8,8 +8,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator, FormatChecker
-from jsonschema.exceptions import SchemaError
+import re2  # type: ignore[import-untyped]  # google-re2 ships no types
+from jsonschema import Draft202012Validator, FormatChecker, validators
+from jsonschema.exceptions import SchemaError, ValidationError
 
 from engine.errors import FieldError
 
@@ -38,12 +39,91 @@ def schema_problem(schema: Any) -> str | None:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         return f"not a valid JSON Schema: {exc.message}"
+    for field, pattern in form_patterns(schema):
+        reason = _linear_problem(pattern)
+        if reason:
+            return (f"field {field!r}: pattern {pattern!r} cannot be matched in linear time ({reason}); "
+                    f"backreferences and lookarounds are not supported")
     return None
+
+
+# Patterns: matched by RE2 (linear in the input), never by Python's backtracking `re` -----------------
+# A pattern such as ^(a+)+$ takes Python's `re` minutes on a short input any user can type.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is reported to the author, not logged to stderr
+
+
+@lru_cache(maxsize=1024)
+def _re2(pattern: str) -> Any:
+    return re2.compile(pattern, _RE2_OPTIONS)
+
+
+def _linear_problem(pattern: str) -> str | None:
+    try:
+        _re2(pattern)
+    except re2.error as exc:
+        return str(exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc)
+    return None
+
+
+def form_patterns(schema: Any, field: str = "(form)") -> list[tuple[str, str]]:
+    """Every (field, regex) a form holds: `pattern` values and `patternProperties` keys, at any depth."""
+    found: list[tuple[str, str]] = []
+    if isinstance(schema, list):
+        for item in schema:
+            found.extend(form_patterns(item, field))
+    elif isinstance(schema, dict):
+        if isinstance(schema.get("pattern"), str):
+            found.append((field, schema["pattern"]))
+        if isinstance(schema.get("patternProperties"), dict):
+            found.extend((field, key) for key in schema["patternProperties"])
+        for key, value in schema.items():
+            if key in ("properties", "patternProperties") and isinstance(value, dict):
+                for name, sub in value.items():
+                    found.extend(form_patterns(sub, name if key == "properties" else field))
+            elif key not in ("pattern", "enum", "const", "default", "examples") and isinstance(value, dict | list):
+                found.extend(form_patterns(value, field))
+    return found
+
+
+def _search(pattern: str, text: str) -> bool:
+    return _re2(pattern).search(text) is not None
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    if validator.is_type(instance, "string") and not _search(pattern, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any, schema: Any) -> Any:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for key, value in instance.items():
+            if _search(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _additional_properties(validator: Any, additional: Any, instance: Any, schema: Any) -> Any:
+    if not validator.is_type(instance, "object"):
+        return
+    properties, patterns = schema.get("properties", {}), list(schema.get("patternProperties", {}))
+    extras = {k for k in instance if k not in properties and not any(_search(p, k) for p in patterns)}
+    if validator.is_type(additional, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], additional, path=extra)
+    elif not additional and extras:
+        joined = ", ".join(repr(each) for each in sorted(extras))
+        yield ValidationError(f"Additional properties are not allowed ({joined} unexpected)")
+
+
+_FormValidator = validators.extend(Draft202012Validator, {
+    "pattern": _pattern, "patternProperties": _pattern_properties, "additionalProperties": _additional_properties})
 
 
 @lru_cache(maxsize=512)
 def _validator(schema_text: str) -> Draft202012Validator:
-    return Draft202012Validator(json.loads(schema_text), format_checker=_FORMATS)
+    return _FormValidator(json.loads(schema_text), format_checker=_FORMATS)
 
 
 # Deployed forms are frozen objects: their validator is found by identity before hashing the text.

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from engine.context import EngineContext
 from engine.definitions.deadlines import lint_deadlines, reassign_roles
-from engine.definitions.forms import outcome_field, read_form
+from engine.definitions.forms import outcome_field, read_form, schema_problem
 from engine.definitions.rules import (
     STARTER,
     UserTaskRules,
@@ -42,7 +42,7 @@ from engine.spiff.parsing import (
 )
 from engine.spiff.sandbox import check_snippet
 from engine.spiff.specs import is_start_event, is_user_task
-from engine.spiff.timers import parse_iso_duration, timer_expression
+from engine.spiff.timers import cycle_problem, parse_iso_duration, timer_expression
 from engine.storage.audit import AuditService
 from engine.storage.db import Sql
 from engine.storage.models import ProcessDefinition, ProcessInstance
@@ -220,6 +220,8 @@ class RepositoryService:
                 expression = timer_expression(ts)
                 if expression is not None and not expression.strip():
                     add(file, ts.bpmn_id, "timer has no expression")
+                elif expression is not None and (cycle := cycle_problem(ts)):
+                    add(file, ts.bpmn_id, f"{ts.bpmn_id}: {cycle}")
         return forms, problems
 
     def _lint_user_task(self, rules: UserTaskRules, ts: Any, human_ids: set[str],
@@ -234,8 +236,10 @@ class RepositoryService:
         if rules.form:
             if rules.form not in forms:
                 override = (overrides or {}).get(rules.form)
-                schema, reason = (override, None) if override is not None else read_form(
-                    self.ctx.settings.forms_dir, rules.form)
+                # an editor's unsaved form is checked as a file's would be (linear-time patterns too)
+                problem = schema_problem(override) if override is not None else None
+                schema, reason = ((override, None) if problem is None else (None, f"form {rules.form!r}: {problem}")) \
+                    if override is not None else read_form(self.ctx.settings.forms_dir, rules.form)
                 if reason:
                     add(f"{label}: {reason}")
                 else:

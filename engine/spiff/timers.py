@@ -3,6 +3,7 @@ and ISO 8601 durations parsed the way the timers parse them."""
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +30,32 @@ def parse_iso_duration(text: str) -> dict[str, float]:
 def duration_from(start: datetime, parsed: dict[str, float]) -> timedelta:
     """The span of a parsed duration counted from start: months and years by the calendar."""
     return TimerEventDefinition.get_timedelta_from_start(dict(parsed), start)
+
+
+# A repeating timer faster than this fires without pause (R/PT0S fires on every engine step).
+MIN_CYCLE_INTERVAL = timedelta(minutes=1)
+
+
+def cycle_problem(ts: Any) -> str | None:
+    """Why a task spec's timer cycle is refused: a literal repeating interval under a minute."""
+    event = getattr(ts, "event_definition", None)
+    for definition in getattr(event, "event_definitions", None) or [event]:
+        if not isinstance(definition, CycleTimerEventDefinition) or not definition.expression:
+            continue
+        try:
+            text = ast.literal_eval(definition.expression.strip())
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue  # computed at run time; the engine's step budget bounds it there
+        if not isinstance(text, str):
+            continue
+        try:
+            _cycles, _start, interval = TimerEventDefinition.parse_iso_recurring_interval(text)
+        except Exception:  # noqa: BLE001 (Spiff raises bare Exceptions for malformed cycles)
+            return f"timer cycle {text!r} is not an ISO 8601 repeating interval such as R/PT1H"
+        if interval < MIN_CYCLE_INTERVAL:
+            return (f"timer cycle {text!r} repeats every {interval.total_seconds():g} s; "
+                    f"a repeating timer must wait at least a minute between cycles")
+    return None
 
 
 # case timers --------------------------------------------------------------------------------------
