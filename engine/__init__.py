@@ -80,7 +80,8 @@ class ProcessEngine:
         """Create or upgrade the schema to the newest Alembic revision."""
         from engine.storage.migrations import upgrade
 
-        upgrade(self.ctx.db.engine, audit_anchor=self.audit.anchor)
+        with self.ctx.db.maintenance() as engine:  # no statement timeout: a migration may take long
+            upgrade(engine, audit_anchor=self.audit.anchor)
 
     def init(self, demo: bool = False, demo_password: str = "opsflow") -> dict[str, Any]:
         """Create or upgrade the schema, seed roles, deploy processes/, and add demo users."""

@@ -282,6 +282,19 @@ class Database:
         finally:
             session.close()
 
+    @contextmanager
+    def maintenance(self) -> Iterator[Engine]:
+        """An engine without the statement and idle limits, for schema migrations (`opsflow init`), which
+        may rewrite a large table for longer than a request may take. SQLite has no such limits."""
+        if self.is_sqlite:
+            yield self.engine
+            return
+        unbounded = make_engine(self.url, Timeouts(self.timeouts.connect, 0, 0))
+        try:
+            yield unbounded
+        finally:
+            unbounded.dispose()
+
     def check_write(self, wait: float = 2.0) -> None:
         """Commit one real write, waiting at most `wait` seconds for locks (`/readyz`): raises `Unavailable`
         when a write cannot commit (locked, read-only, unreachable, disk full).

@@ -98,3 +98,18 @@ def test_a_timeout_that_is_not_whole_seconds_is_refused_naming_it(name: str) -> 
     with pytest.raises(ConfigError, match=name):
         Settings.from_env(**{name: "-1"})
     assert getattr(Settings.from_env(**{name: "0"}), name.removeprefix("OPSFLOW_").lower()) == 0
+
+
+def test_migrations_run_without_the_statement_timeout(database_url: str, tmp_path: Path) -> None:
+    """A request gets 1 s here; `opsflow init` upgrading a large table must not be cancelled by that."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    eng = _engine(database_url, tmp_path, OPSFLOW_DB_STATEMENT_TIMEOUT="1", OPSFLOW_DB_IDLE_TIMEOUT="1")
+    try:
+        with eng.ctx.db.maintenance() as unbounded, unbounded.connect() as connection:
+            assert connection.exec_driver_sql("SHOW statement_timeout").scalar() == "0"
+            connection.exec_driver_sql("SELECT pg_sleep(1.5)")  # longer than a request may take: not cancelled
+        eng.migrate()
+        assert eng.schema_is_current()
+    finally:
+        eng.close()
