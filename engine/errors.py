@@ -108,12 +108,13 @@ class LoginLocked(OpsFlowError):
 
 class Unavailable(OpsFlowError):
     """The database cannot be reached or written right now (unreachable, locked, timed out, read-only):
-    nothing was done; try again after `retry_after` seconds (HTTP 503 with Retry-After)."""
+    the action was rolled back (unless the connection dropped during the commit itself, which the database
+    alone can tell); try again after `retry_after` seconds (HTTP 503 with Retry-After)."""
 
     code = "unavailable"
 
     def __init__(self, reason: str, retry_after: int = 5) -> None:
         self.reason = reason
         self.retry_after = retry_after
-        super().__init__(f"the database is unavailable ({reason}): nothing was saved, try again in a few seconds",
+        super().__init__(f"the database is unavailable ({reason}): try again in a few seconds",
                          {"reason": reason, "retry_after": retry_after})
