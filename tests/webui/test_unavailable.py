@@ -119,3 +119,11 @@ def test_readyz_fails_while_postgresql_holds_the_write(database_url: str, tmp_pa
     finally:
         other.dispose()
         eng.close()
+
+
+def test_the_api_document_names_503_for_every_call(locked_app) -> None:  # type: ignore[no-untyped-def]
+    _eng, client, _path = locked_app
+    doc = client.get("/api/v1/openapi.json").get_json()
+    for path, methods in doc["paths"].items():
+        for method, operation in methods.items():
+            assert "Retry-After" in operation["responses"]["503"]["description"], (method, path)

@@ -22,6 +22,7 @@ ERROR_TEXT = {
     409: "conflict: task already completed or claimed by someone else, stale revision, case not running",
     422: "validation failed: details lists [{field, message}] (or lint problems)",
     429: "too many failed logins for this name: refused until Retry-After seconds have passed",
+    503: "the database cannot be reached or written (details.reason): try again after Retry-After seconds",
 }
 TAGS = [
     {"name": "auth", "description": "API tokens"},
@@ -80,7 +81,7 @@ def _operation(route: Route) -> dict[str, Any]:
         else:
             content = {route.content_type: {"schema": {"type": "string"}}}
         responses[str(status)] = {"description": "OK" if status == 200 else "Created", "content": content}
-    for status in route.errors:
+    for status in (*route.errors, 503):  # any call that touches the database (engine/storage/db.py)
         responses[str(status)] = {"description": ERROR_TEXT[status],
                                   "content": {"application/json": {"schema": "Error"}}}
     op["responses"] = responses
