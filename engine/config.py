@@ -31,6 +31,11 @@ class Settings:
     db_connect_timeout: int = 5  # OPSFLOW_DB_CONNECT_TIMEOUT
     db_statement_timeout: int = 30  # OPSFLOW_DB_STATEMENT_TIMEOUT
     db_idle_timeout: int = 60  # OPSFLOW_DB_IDLE_TIMEOUT
+    # Budgets of one action (engine/spiff/sandbox.py): automatic steps without a wait state, instances of
+    # one multi-instance activity, and seconds one script or condition may run.
+    max_steps: int = 2000  # OPSFLOW_MAX_STEPS
+    max_instances: int = 1000  # OPSFLOW_MAX_INSTANCES
+    script_timeout: float = 2.0  # OPSFLOW_SCRIPT_TIMEOUT
 
     @property
     def zone(self) -> ZoneInfo:
@@ -52,6 +57,9 @@ class Settings:
             db_connect_timeout=_seconds(env, "OPSFLOW_DB_CONNECT_TIMEOUT", 5),
             db_statement_timeout=_seconds(env, "OPSFLOW_DB_STATEMENT_TIMEOUT", 30),
             db_idle_timeout=_seconds(env, "OPSFLOW_DB_IDLE_TIMEOUT", 60),
+            max_steps=int(_budget(env, "OPSFLOW_MAX_STEPS", 2000, 10**6)),
+            max_instances=int(_budget(env, "OPSFLOW_MAX_INSTANCES", 1000, 10**6)),
+            script_timeout=_budget(env, "OPSFLOW_SCRIPT_TIMEOUT", 2.0, 3600),
         )
 
     def secret_key(self) -> str:
@@ -77,6 +85,17 @@ def _seconds(env: dict[str, str], name: str, default: int) -> int:
     if not text.isdigit() or int(text) > 86400:
         raise ConfigError(f"{name} must be whole seconds from 0 (no limit) to 86400, not {text!r}")
     return int(text)
+
+
+def _budget(env: dict[str, str], name: str, default: float, most: float) -> float:
+    text = (env.get(name) or str(default)).strip()
+    try:
+        value = float(text) if isinstance(default, float) else int(text)
+    except ValueError:
+        value = 0
+    if not 0 < value <= most:
+        raise ConfigError(f"{name} must be a number above 0 and at most {most:g}, not {text!r}")
+    return value
 
 
 _WINDOW = re.compile(r"PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?", re.IGNORECASE)

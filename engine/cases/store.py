@@ -28,6 +28,7 @@ from engine.errors import Conflict, NotFound, OpsFlowError, ProcessError
 from engine.people.identity import IdentityService
 from engine.spiff.messages import can_wait_for_messages, correlation_values, waiting_messages
 from engine.spiff.patches import TIMER_CLOCK
+from engine.spiff.sandbox import BUDGET, Budget
 from engine.spiff.timers import next_timer_due
 from engine.spiff.workflow import Workflow, ready_manual_tasks, run_automatic_steps
 from engine.storage.db import Sql
@@ -158,13 +159,16 @@ class CaseStore:
         """Run every automatic step; abstract tasks (bpmn:task) complete by themselves."""
         token = self.ctx.current_case.set((case_id, actor))
         clock_token = TIMER_CLOCK.set(self.ctx.clock)
+        settings = self.ctx.settings
+        budget_token = BUDGET.set(Budget(settings.max_steps, settings.max_instances, settings.script_timeout))
         try:
             run_automatic_steps(workflow, refresh_timers)
         except OpsFlowError:
             raise
-        except Exception as exc:  # a script, condition, DMN or service failed: report it as itself
+        except Exception as exc:  # a script, condition, DMN or service failed (or went over budget)
             raise ProcessError(f"the process failed: {_describe(exc)}") from exc
         finally:
+            BUDGET.reset(budget_token)
             TIMER_CLOCK.reset(clock_token)
             self.ctx.current_case.reset(token)
 

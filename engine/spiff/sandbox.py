@@ -14,8 +14,11 @@ import decimal
 import functools
 import importlib
 import json
+import time
 import types
 from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from RestrictedPython import (
@@ -51,6 +54,49 @@ _INTERNAL_IMPORTS = frozenset({"time", "_strptime"})
 
 class ScriptPolicyError(Exception):
     """A snippet the sandbox refuses to compile or run."""
+
+
+class BudgetExceeded(ScriptPolicyError):
+    """An action went over one of its budgets; the message names the element and the setting."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one action may spend (engine/config.py Settings: OPSFLOW_MAX_STEPS, _MAX_INSTANCES, _SCRIPT_TIMEOUT)."""
+
+    max_steps: int = 2000
+    max_instances: int = 1000
+    script_timeout: float = 2.0
+
+    @property
+    def action_timeout(self) -> float:
+        """Seconds an action's automatic steps may take in all: many scripts each under their own limit."""
+        return self.script_timeout * 10
+
+
+# The budget of the action running in this thread (set by the case store around engine steps).
+BUDGET: ContextVar[Budget] = ContextVar("opsflow_budget", default=Budget())  # noqa: B039 (frozen)
+
+
+class StepCounter:
+    """Counts the automatic steps of one action; stops it past the step or time budget."""
+
+    def __init__(self, budget: Budget | None = None) -> None:
+        self.budget = budget or BUDGET.get()
+        self.steps = 0
+        self.deadline = time.monotonic() + self.budget.action_timeout
+
+    def __call__(self, task: Any) -> None:
+        self.steps += 1
+        element = task.task_spec.bpmn_id or task.task_spec.name
+        if self.steps > self.budget.max_steps:
+            raise BudgetExceeded(
+                f"element {element!r}: {self.budget.max_steps} automatic steps in one action without reaching "
+                f"a wait state (OPSFLOW_MAX_STEPS); does a loop lack a user task, timer or message?")
+        if time.monotonic() > self.deadline:
+            raise BudgetExceeded(
+                f"element {element!r}: the action's automatic steps ran over {self.budget.action_timeout:g} s "
+                f"(ten times OPSFLOW_SCRIPT_TIMEOUT)")
 
 
 def _guarded_getattr(obj: Any, name: str, default: Any = None, getattr: Callable = getattr) -> Any:  # noqa: A002
@@ -166,7 +212,18 @@ class RestrictedEnvironment(TaskDataEnvironment):
 
 
 class ScriptEngine(PythonScriptEngine):
-    """Spiff's engine with the call_service error path fixed (3.2 masks errors as NameError)."""
+    """Spiff's engine with the call_service error path fixed (3.2 masks errors as NameError), and a
+    multi-instance cardinality held to the budget before any instance is created."""
+
+    def evaluate(self, task: Any, expression: str, external_context: dict | None = None) -> Any:
+        value = super().evaluate(task, expression, external_context)
+        if isinstance(value, int) and expression == getattr(task.task_spec, "cardinality", None):
+            limit = BUDGET.get().max_instances
+            if value > limit:
+                raise BudgetExceeded(
+                    f"element {task.task_spec.bpmn_id or task.task_spec.name!r}: multi-instance cardinality "
+                    f"{value} is over the limit of {limit} instances (OPSFLOW_MAX_INSTANCES)")
+        return value
 
     def call_service(self, task: Any, **kwargs: Any) -> Any:
         try:

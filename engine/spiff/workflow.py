@@ -11,6 +11,7 @@ from SpiffWorkflow.exceptions import TaskNotFoundException
 from SpiffWorkflow.util.task import TaskState
 
 from engine.spiff.pruning import pruned_bpmn_ids
+from engine.spiff.sandbox import StepCounter
 from engine.spiff.specs import any_task_spec, is_abstract_task
 
 Workflow: TypeAlias = BpmnWorkflow  # the type callers annotate with
@@ -25,10 +26,15 @@ def new_workflow(spec: Any, subprocess_specs: dict[str, Any], script_engine: Any
 
 
 def run_automatic_steps(workflow: Workflow, refresh_timers: bool = False) -> None:
-    """Run every step no person performs; abstract tasks (bpmn:task) complete by themselves."""
+    """Run every step no person performs; abstract tasks (bpmn:task) complete by themselves.
+
+    Held to the action's budget (sandbox.BUDGET): a loop without a wait state raises BudgetExceeded
+    naming the element, and the caller rolls the action back.
+    """
+    counter = StepCounter()
     if refresh_timers:
         workflow.refresh_timers()
-    workflow.do_engine_steps()
+    workflow.do_engine_steps(did_complete_task=counter)
     while _has_abstract_tasks(workflow):
         abstract = [t for t in workflow.get_tasks(state=TaskState.READY, manual=True)
                     if is_abstract_task(t.task_spec)]
@@ -36,7 +42,8 @@ def run_automatic_steps(workflow: Workflow, refresh_timers: bool = False) -> Non
             break
         for task in abstract:
             task.run()
-        workflow.do_engine_steps()
+            counter(task)
+        workflow.do_engine_steps(did_complete_task=counter)
 
 
 def _has_abstract_tasks(workflow: Workflow) -> bool:

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from engine import ProcessEngine
 from engine.definitions.forms import field_errors
-from engine.errors import LintFailed
+from engine.errors import LintFailed, ProcessError
 from engine.spiff.parsing import SourceFile
-from tests.conftest import FIXTURES
+from engine.storage.models import HumanTask, ProcessInstance
+from tests.conftest import FIXTURES, ROOT, Clock, make_settings
 
 TIMER_BOUNDARY = (FIXTURES / "timer_boundary.bpmn").read_text(encoding="utf-8")
 TWO_LANES = (FIXTURES / "two_lanes.bpmn").read_text(encoding="utf-8")
@@ -84,3 +89,95 @@ def test_a_backtracking_pattern_is_matched_in_linear_time(engine: ProcessEngine,
     if where == "pattern":
         assert [e.field for e in errors] == ["comment"] and "does not match" in errors[0].message
     assert field_errors(form, {"decision": "approve", "comment": "aaa"}) == []
+
+
+# engine steps and multi-instance cardinality -----------------------------------------------------
+BUDGET_BPMN = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+                  xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core"
+                  id="defs_budget" targetNamespace="http://opsflow.example/test">
+  <bpmn:process id="budget" name="预算" isExecutable="true">
+    <bpmn:laneSet id="lanes"><bpmn:lane id="lane_eng" name="ops_engineer">
+      <bpmn:flowNodeRef>start</bpmn:flowNodeRef><bpmn:flowNodeRef>retest</bpmn:flowNodeRef>
+    </bpmn:lane></bpmn:laneSet>
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:userTask id="retest" name="复测">
+      <bpmn:extensionElements><spiffworkflow:properties>
+        <spiffworkflow:property name="formJsonSchemaFilename" value="retest.json" />
+        <spiffworkflow:property name="assigneeFrom" value="starter" />
+      </spiffworkflow:properties></bpmn:extensionElements>
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+    </bpmn:userTask>
+    <bpmn:scriptTask id="spin" name="自动重试">
+      <bpmn:incoming>f2</bpmn:incoming><bpmn:incoming>f_loop</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing>
+      <bpmn:script>spins = spins + 1</bpmn:script>
+    </bpmn:scriptTask>
+    <bpmn:exclusiveGateway id="again" default="f4">
+      <bpmn:incoming>f3</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing><bpmn:outgoing>f_loop</bpmn:outgoing>
+    </bpmn:exclusiveGateway>
+    <bpmn:scriptTask id="fan" name="逐台检查">
+      <bpmn:incoming>f4</bpmn:incoming><bpmn:outgoing>f5</bpmn:outgoing>
+      <bpmn:multiInstanceLoopCharacteristics><bpmn:loopCardinality>count</bpmn:loopCardinality>
+      </bpmn:multiInstanceLoopCharacteristics>
+      <bpmn:script>checked = True</bpmn:script>
+    </bpmn:scriptTask>
+    <bpmn:endEvent id="end"><bpmn:incoming>f5</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="retest" />
+    <bpmn:sequenceFlow id="f2" sourceRef="retest" targetRef="spin" />
+    <bpmn:sequenceFlow id="f3" sourceRef="spin" targetRef="again" />
+    <bpmn:sequenceFlow id="f_loop" sourceRef="again" targetRef="spin">
+      <bpmn:conditionExpression>spins &lt; limit</bpmn:conditionExpression>
+    </bpmn:sequenceFlow>
+    <bpmn:sequenceFlow id="f4" sourceRef="again" targetRef="fan" />
+    <bpmn:sequenceFlow id="f5" sourceRef="fan" targetRef="end" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+@pytest.fixture
+def budget_engine(database_url: str, tmp_path: Path, clock: Clock) -> Iterator[ProcessEngine]:
+    """An engine with a small step budget (OPSFLOW_MAX_STEPS=300), the budget process deployed."""
+    settings = replace(make_settings(database_url, tmp_path), max_steps=300, max_instances=1000)
+    eng = ProcessEngine(settings, clock=clock)
+    eng.migrate()
+    eng.identity.seed_roles(ROOT / "processes" / "roles.json")
+    eng.repository.deploy([SourceFile("budget.bpmn", BUDGET_BPMN.encode())], "owner")
+    yield eng
+    eng.close()
+
+
+def _stored(engine: ProcessEngine, case_id: int) -> tuple:
+    with engine.ctx.db.transaction() as s:
+        row = s.execute(select(ProcessInstance.state, ProcessInstance.revision, ProcessInstance.status)
+                        .where(ProcessInstance.id == case_id)).one()
+        tasks = s.execute(select(HumanTask.id, HumanTask.state).where(HumanTask.instance_id == case_id)).all()
+    return tuple(row), sorted(tasks)
+
+
+def _attack(engine: ProcessEngine, start_data: dict, expected: list[str]) -> None:
+    wang = engine.identity.add_user("wang", ["ops_engineer"], password="Kunlun-2026-pw")
+    chen = engine.identity.add_user("chen", ["ops_engineer"], password="Kunlun-2026-pw")
+    case = engine.runtime.start("budget", wang, start_data)
+    task = engine.tasks.inbox(wang, scope="mine")[0]
+    before = _stored(engine, case.id)
+    started = time.monotonic()
+    with pytest.raises(ProcessError) as info:
+        engine.tasks.complete(task.id, wang, {"defects_remaining": False})
+    assert time.monotonic() - started < 30
+    assert all(word in str(info.value) for word in expected), str(info.value)
+    assert _stored(engine, case.id) == before  # rolled back: the case and its open task as they were
+    assert engine.runtime.show(case.id).status == "running"
+    # another user's case starts and completes afterwards
+    other = engine.runtime.start("budget", chen, {"spins": 0, "limit": 3, "count": 3})
+    engine.tasks.complete(engine.tasks.inbox(chen, scope="mine")[0].id, chen, {"defects_remaining": False})
+    assert engine.runtime.show(other.id).status == "completed"
+
+
+def test_a_loop_without_a_wait_state_stops_at_the_step_budget(budget_engine: ProcessEngine) -> None:
+    _attack(budget_engine, {"spins": 0, "limit": 10**9, "count": 1}, ["'spin'", "300", "OPSFLOW_MAX_STEPS"])
+
+
+def test_a_cardinality_over_the_limit_is_refused(budget_engine: ProcessEngine) -> None:
+    _attack(budget_engine, {"spins": 0, "limit": 1, "count": 10**7},
+            ["'fan'", "10000000", "1000", "OPSFLOW_MAX_INSTANCES"])
