@@ -14,6 +14,8 @@ import decimal
 import functools
 import importlib
 import json
+import math
+import random
 import time
 import types
 from collections.abc import Callable
@@ -78,6 +80,96 @@ class Budget:
 BUDGET: ContextVar[Budget] = ContextVar("opsflow_budget", default=Budget())  # noqa: B039 (frozen)
 
 
+# What one value may weigh: strings, bytes and sequences over 16 MiB and integers over 100,000 bits
+# (about 30,000 digits) are refused before they are built: 3**10**8 or [0]*10**9 would take the server.
+MAX_BYTES = 16 * 1024 * 1024
+MAX_INT_BITS = 100_000
+MAX_ITEMS = MAX_BYTES // 8  # a sequence holds a pointer per item
+
+
+class ScriptTimeout(BudgetExceeded):
+    """A script or condition ran past OPSFLOW_SCRIPT_TIMEOUT."""
+
+
+def _weight(value: Any) -> int:
+    if isinstance(value, str | bytes | bytearray):
+        return len(value)
+    if isinstance(value, list | tuple):
+        return len(value) * 8
+    return 0
+
+
+def _too_big(what: str) -> BudgetExceeded:
+    return BudgetExceeded(f"{what} is over the sandbox's size limit (16 MiB, integers of {MAX_INT_BITS} bits)")
+
+
+def _binop(op: str, left: Any, right: Any) -> Any:
+    """**, *, << and + with the size of the result checked before it is computed."""
+    ints = isinstance(left, int) and isinstance(right, int)
+    if op == "**":
+        if ints and right > 0 and abs(left) > 1 and right * left.bit_length() > MAX_INT_BITS:
+            raise _too_big(f"{left}**{right}")
+        return left**right
+    if op == "*":
+        if ints:
+            if left.bit_length() + right.bit_length() > MAX_INT_BITS:
+                raise _too_big("the product")
+        elif isinstance(right, int) and _weight(left) * right > MAX_BYTES:
+            raise _too_big(f"a {type(left).__name__} repeated {right} times")
+        elif isinstance(left, int) and _weight(right) * left > MAX_BYTES:
+            raise _too_big(f"a {type(right).__name__} repeated {left} times")
+        return left * right
+    if op == "<<":
+        if ints and left and right + left.bit_length() > MAX_INT_BITS:
+            raise _too_big(f"{left} << {right}")
+        return left << right
+    if not ints and _weight(left) + _weight(right) > MAX_BYTES:  # +: a value doubled in a loop
+        raise _too_big(f"a {type(left).__name__} of {_weight(left) + _weight(right)} bytes")
+    return left + right
+
+
+_BINOPS: dict[type, str] = {ast.Pow: "**", ast.Mult: "*", ast.LShift: "<<", ast.Add: "+"}
+
+
+def _pow(base: Any, exp: Any, mod: Any = None) -> Any:
+    return pow(base, exp, mod) if mod is not None else _binop("**", base, exp)
+
+
+def _range(*args: int) -> range:
+    found = range(*args)
+    if len(found) > MAX_ITEMS:
+        raise _too_big(f"a range of {len(found)} numbers")
+    return found
+
+
+# math and random without the calls whose cost has no bound (factorial(10**8), randbytes(10**10)).
+_MATH = types.SimpleNamespace(**{name: getattr(math, name) for name in dir(math) if not name.startswith("_")
+                                 and name not in ("factorial", "comb", "perm", "prod", "lcm")})
+_RANDOM = types.SimpleNamespace(**{name: getattr(random, name) for name in (
+    "random", "randint", "randrange", "choice", "uniform", "shuffle", "gauss")})
+
+
+# The deadline of the snippet running in this thread; _tick_ (put by the compiler at the top of every
+# loop body, comprehension and function) checks it. A bare except cannot swallow the timeout: the next
+# tick, outside that try, raises again. C code is not interrupted; the size guards bound it instead.
+_DEADLINE: ContextVar[float] = ContextVar("opsflow_script_deadline", default=float("inf"))
+
+
+def _tick() -> bool:
+    if time.monotonic() > _DEADLINE.get():
+        raise ScriptTimeout(f"ran over {BUDGET.get().script_timeout:g} s (OPSFLOW_SCRIPT_TIMEOUT)")
+    return True
+
+
+def run_with_deadline(run: Callable[[], Any]) -> Any:
+    """Run a snippet under OPSFLOW_SCRIPT_TIMEOUT (measured: no cost for a snippet without loops)."""
+    token = _DEADLINE.set(time.monotonic() + BUDGET.get().script_timeout)
+    try:
+        return run()
+    finally:
+        _DEADLINE.reset(token)
+
+
 class StepCounter:
     """Counts the automatic steps of one action; stops it past the step or time budget."""
 
@@ -125,9 +217,38 @@ class _Policy(RestrictingNodeTransformer):
 
     visit_ImportFrom = visit_Import
 
+    def _ticking(self, node: Any, visit: str) -> Any:
+        node = getattr(super(), visit)(node)
+        node.body.insert(0, ast.Expr(ast.Call(func=ast.Name("_tick_", ast.Load()), args=[], keywords=[])))
+        return ast.fix_missing_locations(node)
+
+    def visit_While(self, node: ast.While) -> Any:
+        return self._ticking(node, "visit_While")
+
+    def visit_For(self, node: ast.For) -> Any:
+        return self._ticking(node, "visit_For")
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
+        return self._ticking(node, "visit_FunctionDef")
+
+    def visit_comprehension(self, node: ast.comprehension) -> Any:
+        node: Any = super().visit_comprehension(node)  # type: ignore[no-redef]
+        node.ifs.insert(0, ast.Call(func=ast.Name("_tick_", ast.Load()), args=[], keywords=[]))
+        return ast.fix_missing_locations(node)
+
+    def visit_BinOp(self, node: ast.BinOp) -> Any:
+        """**, *, << and + go through _binop_, which checks the result's size before building it."""
+        node: Any = super().visit_BinOp(node)  # type: ignore[no-redef]
+        op = _BINOPS.get(type(node.op)) if isinstance(node, ast.BinOp) else None
+        if op is None:
+            return node
+        call = ast.Call(func=ast.Name("_binop_", ast.Load()), args=[ast.Constant(op), node.left, node.right],
+                        keywords=[])
+        return ast.fix_missing_locations(ast.copy_location(call, node))
+
 
 def _inplacevar(op: str, x: Any, y: Any) -> Any:
-    ops = {"+=": lambda: x + y, "-=": lambda: x - y, "*=": lambda: x * y, "/=": lambda: x / y,
+    ops = {"+=": lambda: _binop("+", x, y), "-=": lambda: x - y, "*=": lambda: _binop("*", x, y), "/=": lambda: x / y,
            "//=": lambda: x // y, "%=": lambda: x % y, "|=": lambda: x | y, "&=": lambda: x & y}
     if op not in ops:
         raise ScriptPolicyError(f"operator {op} is not allowed")
@@ -163,6 +284,7 @@ def _sandbox_globals(functions: dict[str, Any]) -> dict[str, Any]:
         allowed.pop(name, None)
     allowed["__import__"] = _internal_import
     allowed["_getattr_"] = _guarded_getattr
+    allowed.update(pow=_pow, range=_range, math=_MATH, random=_RANDOM)
     return {
         "__builtins__": allowed,
         "_getattr_": _guarded_getattr,
@@ -172,6 +294,8 @@ def _sandbox_globals(functions: dict[str, Any]) -> dict[str, Any]:
         "_unpack_sequence_": guarded_unpack_sequence,
         "_write_": full_write_guard,
         "_inplacevar_": _inplacevar,
+        "_binop_": _binop,
+        "_tick_": _tick,
         "_print_": None,
         "datetime": _DATETIME,
         "Decimal": decimal.Decimal,
@@ -190,14 +314,15 @@ class RestrictedEnvironment(TaskDataEnvironment):
 
     def evaluate(self, expression: str, context: dict, external_context: dict | None = None) -> Any:
         code = compile_snippet(expression, "eval")
-        return eval(code, {**self.globals, **(external_context or {}), **context})  # noqa: S307 (restricted)
+        scope = {**self.globals, **(external_context or {}), **context}
+        return run_with_deadline(lambda: eval(code, scope))  # noqa: S307 (restricted)
 
     def execute(self, script: str, context: dict, external_context: dict | None = None) -> bool:
         code = compile_snippet(script, "exec")
         self.check_for_overwrite(context, external_context or {})
         context.update({**self.globals, **(external_context or {})})
         try:
-            exec(code, context)  # noqa: S102 (restricted)
+            run_with_deadline(lambda: exec(code, context))  # noqa: S102 (restricted)
         finally:
             self._remove_globals_and_functions_from_context(context, external_context)
         return True
@@ -216,7 +341,10 @@ class ScriptEngine(PythonScriptEngine):
     multi-instance cardinality held to the budget before any instance is created."""
 
     def evaluate(self, task: Any, expression: str, external_context: dict | None = None) -> Any:
-        value = super().evaluate(task, expression, external_context)
+        try:
+            value = super().evaluate(task, expression, external_context)
+        except WorkflowTaskException as exc:
+            raise _over_budget(task, exc) or exc from exc
         if isinstance(value, int) and expression == getattr(task.task_spec, "cardinality", None):
             limit = BUDGET.get().max_instances
             if value > limit:
@@ -225,6 +353,12 @@ class ScriptEngine(PythonScriptEngine):
                     f"{value} is over the limit of {limit} instances (OPSFLOW_MAX_INSTANCES)")
         return value
 
+    def execute(self, task: Any, script: str, external_context: dict | None = None) -> Any:
+        try:
+            return super().execute(task, script, external_context)
+        except WorkflowTaskException as exc:
+            raise _over_budget(task, exc) or exc from exc
+
     def call_service(self, task: Any, **kwargs: Any) -> Any:
         try:
             return self.environment.call_service(task.data, **kwargs)
@@ -232,3 +366,11 @@ class ScriptEngine(PythonScriptEngine):
             raise WorkflowTaskException(
                 f"service {kwargs.get('operation_name')!r} failed: {exc}", task=task, exception=exc
             ) from exc
+
+
+def _over_budget(task: Any, exc: WorkflowTaskException) -> BudgetExceeded | None:
+    """A budget error Spiff wrapped, named by the element it stopped (None for other errors)."""
+    cause = exc.__cause__ or exc.__context__  # Spiff raises its wrapper inside `except`: the budget error
+    if not isinstance(cause, BudgetExceeded):
+        return None
+    return type(cause)(f"element {task.task_spec.bpmn_id or task.task_spec.name!r}: {cause}")

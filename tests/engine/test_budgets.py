@@ -181,3 +181,67 @@ def test_a_loop_without_a_wait_state_stops_at_the_step_budget(budget_engine: Pro
 def test_a_cardinality_over_the_limit_is_refused(budget_engine: ProcessEngine) -> None:
     _attack(budget_engine, {"spins": 0, "limit": 1, "count": 10**7},
             ["'fan'", "10000000", "1000", "OPSFLOW_MAX_INSTANCES"])
+
+
+# script CPU and memory -----------------------------------------------------------------------------
+@pytest.fixture
+def script_engine(database_url: str, tmp_path: Path, clock: Clock) -> Iterator[ProcessEngine]:
+    """An engine whose budget process runs the script under attack (OPSFLOW_SCRIPT_TIMEOUT=0.5)."""
+    settings = replace(make_settings(database_url, tmp_path), script_timeout=0.5)
+    eng = ProcessEngine(settings, clock=clock)
+    eng.migrate()
+    eng.identity.seed_roles(ROOT / "processes" / "roles.json")
+    yield eng
+    eng.close()
+
+
+def _deploy_script(engine: ProcessEngine, script: str) -> None:
+    text = BUDGET_BPMN.replace("<bpmn:script>spins = spins + 1</bpmn:script>",
+                               "<bpmn:script>spins = spins + 1\nif not retest[\"defects_remaining\"]:\n"
+                               + "\n".join("    " + line for line in script.splitlines())
+                               + "</bpmn:script>")
+    engine.repository.deploy([SourceFile("budget.bpmn", text.encode())], "owner")
+
+
+@pytest.mark.parametrize(("script", "expected"), [
+    ("while True:\n    x = x + 1", "OPSFLOW_SCRIPT_TIMEOUT"),
+    ("while True:\n    try:\n        x = x + 1\n    except:\n        pass", "OPSFLOW_SCRIPT_TIMEOUT"),
+    ("y = 3**10**8", "size limit"),
+    ("y = [0]*10**9", "size limit"),
+    ("y = pow(3, 10**8)", "size limit"),
+    ("y = list(range(10**9))", "size limit"),
+    ("y = 'ab'\nwhile True:\n    y = y + y", "size limit"),
+])
+def test_a_script_over_its_budget_stops_with_the_element_named(script_engine: ProcessEngine, script: str,
+                                                               expected: str) -> None:
+    _deploy_script(script_engine, "x = 0\n" + script)
+    # only the failing action: a retest with no defects left runs the attack, another user's case does not
+    wang = script_engine.identity.add_user("wang", ["ops_engineer"], password="Kunlun-2026-pw")
+    chen = script_engine.identity.add_user("chen", ["ops_engineer"], password="Kunlun-2026-pw")
+    case = script_engine.runtime.start("budget", wang, {"spins": 0, "limit": 1, "count": 1})
+    task = script_engine.tasks.inbox(wang, scope="mine")[0]
+    before = _stored(script_engine, case.id)
+    started = time.monotonic()
+    with pytest.raises(ProcessError) as info:
+        script_engine.tasks.complete(task.id, wang, {"defects_remaining": False})
+    assert time.monotonic() - started < 10
+    assert "'spin'" in str(info.value) and expected in str(info.value), str(info.value)
+    assert _stored(script_engine, case.id) == before
+    other = script_engine.runtime.start("budget", chen, {"spins": 0, "limit": 1, "count": 2})
+    script_engine.tasks.complete(script_engine.tasks.inbox(chen, scope="mine")[0].id, chen,
+                                 {"defects_remaining": True})
+    assert script_engine.runtime.show(other.id).status == "completed"
+
+
+def test_a_condition_that_loops_is_stopped_too(script_engine: ProcessEngine) -> None:
+    script_engine.repository.deploy([SourceFile("budget.bpmn", BUDGET_BPMN.replace(
+        "spins &lt; limit", "spins &lt; limit and sum(1 for i in range(2**21) for j in range(2**21)) &gt; 0"
+    ).encode())], "owner")
+    wang = script_engine.identity.add_user("wang", ["ops_engineer"], password="Kunlun-2026-pw")
+    case = script_engine.runtime.start("budget", wang, {"spins": 0, "limit": 5, "count": 1})
+    before = _stored(script_engine, case.id)
+    with pytest.raises(ProcessError) as info:
+        script_engine.tasks.complete(script_engine.tasks.inbox(wang, scope="mine")[0].id, wang,
+                                     {"defects_remaining": False})
+    assert "OPSFLOW_SCRIPT_TIMEOUT" in str(info.value)
+    assert _stored(script_engine, case.id) == before
