@@ -148,23 +148,20 @@ class RuntimeService:
                 outcome = self._cancel_decision(s, actor, case.row, reportable, reason)
                 if outcome == "awaiting_signoff":
                     return outcome
-                case.workflow.cancel()
-                case.row.status, case.row.ended_at = "cancelled", self.ctx.now()
-                self.store.save(s, case)
-                self.audit.record(s, actor.username, "case.cancelled", instance_id=instance_id,
-                                  data={"reason": reason, "reportable": reportable is not None,
-                                        **({"signoff": outcome} if outcome != "cancelled" else {})})
+                self._stop(s, case, actor, {"reason": reason, "reportable": reportable is not None,
+                                            **({"signoff": outcome} if outcome != "cancelled" else {})})
             if reportable is not None:  # the linked emergency (or incident) stops with it, signed off alike
                 for other in linked_cases(s, instance_id):
                     with self.store.open(s, other) as linked:
-                        if linked.row.status != "running":
-                            continue
-                        linked.workflow.cancel()
-                        linked.row.status, linked.row.ended_at = "cancelled", self.ctx.now()
-                        self.store.save(s, linked)
-                        self.audit.record(s, actor.username, "case.cancelled", instance_id=other,
-                                          data={"reason": reason, "with": instance_id, "reportable": True})
+                        if linked.row.status == "running":
+                            self._stop(s, linked, actor, {"reason": reason, "with": instance_id, "reportable": True})
         return "cancelled"
+
+    def _stop(self, s: Any, case: OpenCase, actor: Actor, data: dict[str, Any]) -> None:
+        case.workflow.cancel()
+        case.row.status, case.row.ended_at = "cancelled", self.ctx.now()
+        self.store.save(s, case)
+        self.audit.record(s, actor.username, "case.cancelled", instance_id=case.row.id, data=data)
 
     def _reportable(self, s: Any, instance_id: int, data: dict[str, Any]) -> int | None:
         """The case (this one or a linked one) whose data makes this case reportable, or None."""
@@ -394,12 +391,6 @@ class RuntimeService:
         facts = case_facts(s, row.id, row)
         assert facts is not None
         self.access.require_read(actor, facts, holders_for(s, actor.username, self.ctx.now()))
-
-    def may_read(self, actor: Actor, instance_id: int) -> bool:
-        with self.ctx.db.transaction() as s:
-            facts = case_facts(s, instance_id)
-            return facts is not None and self.access.may_read_case(
-                actor, facts, holders_for(s, actor.username, self.ctx.now()))
 
     def cases(self, process_id: str | None = None, status: str | None = None,
               started_by: str | None = None, limit: int = 50, offset: int = 0) -> list[ProcessInstance]:

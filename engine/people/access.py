@@ -15,7 +15,7 @@ Reading a case is one rule (`may_read_case`, and `case_filter` for lists, which 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,9 +189,3 @@ def linked_cases(s: Session, instance_id: int) -> list[int]:
         or_(CaseLink.from_instance_id == instance_id, CaseLink.to_instance_id == instance_id)))
     return sorted({a if b == instance_id else b for a, b in rows})
 
-
-def grant_table(policy: AccessPolicy, role_keys: Iterable[str]) -> list[tuple[str, str, list[str]]]:
-    """(action, meaning, roles holding it) rows for the README and the admin page."""
-    keys = list(role_keys)
-    return [(g.action, f"{g.means_zh} ({g.means_en})", keys if EVERYONE in g.roles else
-             [k for k in keys if k in g.roles]) for g in policy.grants.values()]
