@@ -26,6 +26,7 @@ from engine.definitions.calendar import CalendarService
 from engine.definitions.repository import RepositoryService
 from engine.definitions.versions import VersionService
 from engine.jobs.escalation import EscalationService
+from engine.jobs.failures import FailureService
 from engine.jobs.queue import JobService
 from engine.jobs.timers import TimerService
 from engine.people.access import AccessPolicy
@@ -66,6 +67,7 @@ class ProcessEngine:
         self.notify = NotifyService(self.ctx, self.audit)
         self.jobs = JobService(self.ctx, self.audit)
         self.timers = TimerService(self.ctx, self.jobs, self.repository, self.runtime, self.store, self.audit)
+        self.failures = FailureService(self.ctx, self.jobs, self.timers, self.audit, self.access)
         self.escalations = EscalationService(self.ctx, self.jobs, self.store, self.identity, self.audit,
                                              self.notify, self.access)
         for name, service in LibraryServices(self.ctx, self.identity, self.runtime,

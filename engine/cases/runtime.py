@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
+from engine.cases.failures import failures_recorded
 from engine.cases.record import ApprovalEntry, approval_record
 from engine.cases.store import CaseStore, OpenCase
 from engine.context import EngineContext
@@ -49,6 +50,8 @@ class CaseDetail:
     links: list[dict[str, Any]] = field(default_factory=list)
     definition_id: int = 0  # the version the case runs on
     record: list[ApprovalEntry] = field(default_factory=list)  # who decided what (审批记录)
+    # Why a running case is stuck (a timer that could not fire: element and reason); None when it is not.
+    error: str | None = None
 
 
 class RuntimeService:
@@ -89,7 +92,8 @@ class RuntimeService:
                               title=title[:512], status="running", started_by=actor.username,
                               started_at=now, state="", revision=1)
         db = self.ctx.db
-        with db.transaction() as s:
+        with failures_recorded(self.ctx, self.audit, actor.username, "case.start", process_id=process_id,
+                               version=definition.version), db.transaction() as s:
             # The case id exists before any step runs, for services that link to it.
             row.id = db.run(s, _NEW_CASE, {c: getattr(row, c) for c in _NEW_CASE_COLUMNS}
                             | {"started_at": db.time_in(now)}).scalar_one()
@@ -243,7 +247,8 @@ class RuntimeService:
         if len(matching) > 1:
             raise Conflict(f"message {name!r} matches {len(matching)} cases; add correlation values")
         instance_id = matching[0]
-        with self.ctx.db.transaction() as s:
+        with failures_recorded(self.ctx, self.audit, actor.username, "message.deliver", instance_id=instance_id,
+                               message=name), self.ctx.db.transaction() as s:
             with self.store.open(s, instance_id) as case:
                 self.require_read(s, actor, case.row)  # a message steers the case: only into one's own cases
                 try:
@@ -354,7 +359,8 @@ class RuntimeService:
             return CaseDetail(row.id, row.process_id, row.definition.name, row.definition.version,
                               row.business_key, row.title, row.status, row.started_by, row.started_at,
                               row.ended_at, data, [t for t in tasks if t.state == "open"], history, links,
-                              row.definition_id, approval_record(s, definition, row.id))
+                              row.definition_id, approval_record(s, definition, row.id),
+                              row.error if row.status == "running" else None)
 
     def visible_cases(self, actor: Actor, process_id: str | None = None, status: str | None = None,
                       started_by: str | None = None, limit: int = 50,

@@ -226,10 +226,14 @@ def cmd_show(engine: ProcessEngine, args: argparse.Namespace) -> int:
                      "data": case.data, "open_tasks": [task_json(t) for t in case.open_tasks],
                      "history": [{"id": e.id, "at": e.at, "actor": e.actor, "action": e.action,
                                   "task_id": e.task_id, "data": e.data} for e in case.history],
-                     "links": case.links, "record": [e.to_json() for e in case.record]}))
+                     "links": case.links, "record": [e.to_json() for e in case.record], "error": case.error}))
         return 0
     print(f"case {case.id}: {case.title}  [{case.process_id} v{case.version}]  {case.status}")
     print(f"started by {case.started_by} at {_local(engine, case.started_at)}")
+    if case.error:
+        print(f"STUCK: its timer could not fire: {case.error}")
+        print("  retry it from /admin/failures (process owner), or: opsflow cancel "
+              f"{case.id} --as USER --reason TEXT")
     print("open tasks:" if case.open_tasks else "open tasks: none")
     for t in case.open_tasks:
         print(f"  {t.id}  {t.name}  → {t.assignee or '[' + t.role + ']'}  due {_local(engine, t.due_at)}")

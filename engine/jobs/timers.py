@@ -69,6 +69,11 @@ class TimerService:
                 schedule_job(s, "timer", now + self.jobs.backoff(1), created_at=now, instance_id=instance_id)
             self.audit.record(s, "system", "timer.failed", instance_id=instance_id, data={"error": error})
 
+    def schedule_retry(self, s: Session, instance_id: int) -> Job:
+        """Fire a parked case's timer again now (its retries ran out, or none is waiting)."""
+        now = self.ctx.now()
+        return schedule_job(s, "timer", now, created_at=now, instance_id=instance_id)
+
     def _run_timer(self, s: Session, job: Job) -> None:
         assert job.instance_id is not None
         with self.store.open(s, job.instance_id) as case:

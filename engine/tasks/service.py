@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
+from engine.cases.failures import failures_recorded
 from engine.cases.record import ApprovalEntry, approval_record
 from engine.cases.store import CaseStore
 from engine.context import EngineContext
@@ -216,7 +217,8 @@ class TaskService:
         """
         if not isinstance(data, dict):
             raise BadRequest("task data must be a JSON object")
-        with self._refusals_recorded(), self.ctx.db.transaction() as s:
+        with self._refusals_recorded(), failures_recorded(self.ctx, self.audit, actor.username, "task.complete",
+                                                          task_id=task_id), self.ctx.db.transaction() as s:
             task, case_row = self._lock_open(s, task_id)
             with self.store.open(s, case_row.id, case_row) as case:
                 definition = case.definition

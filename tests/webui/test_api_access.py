@@ -164,6 +164,16 @@ def _audit(c: Cell) -> None:
     expect(c.role in AUDIT_ALL, c.call("GET", "/audit"))
 
 
+def _failures(c: Cell) -> None:
+    expect(c.role == "process_owner", c.call("GET", "/failures"))
+
+
+def _retry_failure(c: Cell) -> None:
+    # the grant is checked first: the process owner is told the case is unknown, everyone else is refused
+    status = c.call("POST", "/failures/retry", {"instance_id": 2**31 - 1})
+    assert status == (404 if c.role == "process_owner" else 403), status
+
+
 def _create_token(c: Cell) -> None:
     # public: no role is needed or refused (422 here only because the password is missing)
     assert c.call("POST", "/auth/token", {"username": c.user}) == 422
@@ -187,7 +197,8 @@ EXPECTED: dict[str, Callable[[Cell], None]] = {
     "api.cancel_instance": _cancel, "api.list_tasks": _list_tasks, "api.get_task": _get_task,
     "api.claim_task": _claim, "api.unclaim_task": _unclaim, "api.assign_task": _assign,
     "api.complete_task": _complete, "api.deliver_message": _message, "api.receive_alert": _alert,
-    "api.list_audit": _audit, "api.openapi_json": _docs, "api.openapi_page": _docs,
+    "api.list_audit": _audit, "api.list_failures": _failures, "api.retry_failure": _retry_failure,
+    "api.openapi_json": _docs, "api.openapi_page": _docs,
 }
 
 

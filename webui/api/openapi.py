@@ -31,6 +31,7 @@ TAGS = [
     {"name": "tasks", "description": "The inbox and the work on a task"},
     {"name": "intake", "description": "BPMN messages and monitoring alerts from other systems"},
     {"name": "audit", "description": "The tamper-evident audit trail"},
+    {"name": "failures", "description": "Stuck cases and failed jobs, for the process owner"},
     {"name": "docs", "description": "This document"},
 ]
 

@@ -227,7 +227,12 @@ class InstanceSchema(Schema):
     started_by = fields.String(required=True)
     started_at = fields.DateTime(required=True)
     ended_at = fields.DateTime(allow_none=True, required=True)
+    error = fields.Method("_error", allow_none=True, required=True, metadata={
+        "type": "string", "description": "why a running case is stuck (its timer could not fire): element and "
+        "reason; null otherwise"})
 
+    def _error(self, row: Any) -> str | None:
+        return row.error if row.status == "running" else None
 
     def _version(self, row: Any) -> int:
         if "definition" in inspect(row).unloaded:  # a row just written: the version from the spec cache
@@ -275,6 +280,8 @@ class InstanceDetailSchema(Schema):
     links = fields.List(fields.Nested(LinkSchema), required=True)
     record = fields.List(fields.Nested(RecordEntrySchema), required=True, metadata={
         "description": "the approval record (审批记录): each completed step with who, when, outcome and answers"})
+    error = fields.String(allow_none=True, required=True, metadata={
+        "description": "why a running case is stuck (its timer could not fire): element and reason; null otherwise"})
 
 
 class StartRequest(Schema):

@@ -22,7 +22,7 @@ TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
 # bpmn-js is installed from npm (package.json) and served from its dist folder as it is.
 VENDOR = {"bpmn-js": ROOT / "node_modules" / "bpmn-js" / "dist", "dmn-js": ROOT / "node_modules" / "dmn-js" / "dist"}
 PAGE_BLUEPRINTS = frozenset({"auth", "inbox", "tasks", "cases", "substitutes", "vendor", "modeler", "dashboard",
-                             "notifications", "account", "users"})
+                             "notifications", "account", "users", "failures"})
 csrf = CSRFProtect()
 
 
@@ -34,7 +34,19 @@ class SessionInterface(SecureCookieSessionInterface):
 
 
 def register(app: Flask) -> None:
-    from webui.pages import account, auth, cases, dashboard, inbox, modeler, notifications, substitutes, tasks, users
+    from webui.pages import (
+        account,
+        auth,
+        cases,
+        dashboard,
+        failures,
+        inbox,
+        modeler,
+        notifications,
+        substitutes,
+        tasks,
+        users,
+    )
 
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=10)  # a working day, then sign in again
     app.config["SESSION_COOKIE_NAME"] = "opsflow_session"
@@ -48,7 +60,7 @@ def register(app: Flask) -> None:
           default_translation_directories=str(TRANSLATIONS))
 
     for bp in (auth.bp, inbox.bp, tasks.bp, cases.bp, substitutes.bp, modeler.bp, dashboard.bp, notifications.bp,
-               account.bp, users.bp):
+               account.bp, users.bp, failures.bp):
         app.register_blueprint(bp)
 
     @app.get("/vendor/<package>/<path:filename>", endpoint="vendor.file")

@@ -21,6 +21,8 @@ HISTORY_ACTIONS = {
     "task.unclaimed": _l("Released"), "task.assigned": _l("Assigned"), "task.refused": _l("Refused"),
     "case.cancelled": _l("Cancelled the case"), "case.linked": _l("Linked a case"), "timer.fired": _l("Timer fired"),
     "message.delivered": _l("Message received"), "attachment.added": _l("Attached a file"),
+    "timer.failed": _l("Timer failed"), "job.failed": _l("Retries used up"), "job.retried": _l("Retry requested"),
+    "timer.retry_scheduled": _l("Retry requested"), "action.failed": _l("Action failed (rolled back)"),
 }
 
 
@@ -150,6 +152,8 @@ def _history_detail(action: str, data: dict[str, Any]) -> str:
         return str(data.get("reason") or "")
     if action == "attachment.added":
         return f"{data.get('filename')} ({data.get('sha256', '')[:12]}…)"
+    if action in ("timer.failed", "job.failed", "action.failed"):
+        return str(data.get("error") or "")
     if action == "case.linked":
         return f"→ #{data.get('to')} ({data.get('kind')})"
     return ""
