@@ -4,6 +4,7 @@ action the process fails rolls back and is recorded in the audit trail."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +16,7 @@ from engine.errors import Forbidden, ProcessError
 from engine.people.identity import Actor
 from engine.spiff.parsing import SourceFile
 from tests.conftest import FIXTURES, ROOT, Clock, make_settings
+from tests.engine.test_cli import cli_env, ok, opsflow  # noqa: F401
 
 TIMER_SCRIPT = (FIXTURES / "timer_script.bpmn").read_text(encoding="utf-8")
 SPINS = TIMER_SCRIPT.replace("<bpmn:script>health = probe()</bpmn:script>",
@@ -185,3 +187,15 @@ def test_a_case_start_the_process_fails_is_recorded_once(engine: ProcessEngine, 
     assert failed[0].data["process_id"] == "review_spin" and failed[0].data["element"] == "check"
     assert engine.runtime.cases() == []
 
+
+
+def test_opsflow_show_names_a_stuck_case_and_opsflow_cancel_ends_it(
+        engine: ProcessEngine, cast: dict[str, Actor], clock: Clock, opsflow) -> None:  # noqa: F811
+    case = str(stuck_case(engine, cast, clock))  # the commands below open the same database
+    shown = ok(opsflow("show", case))
+    assert "STUCK" in shown and "'check'" in shown and "OPSFLOW_SCRIPT_TIMEOUT" in shown, shown
+    as_json = json.loads(ok(opsflow("show", case, "--json")))
+    assert as_json["status"] == "running" and "'check'" in as_json["error"]
+    assert f"case {case} cancelled" in ok(opsflow("cancel", case, "--as", "wang", "--reason", "脚本有误"))
+    as_json = json.loads(ok(opsflow("show", case, "--json")))
+    assert as_json["status"] == "cancelled" and as_json["error"] is None
