@@ -17,6 +17,7 @@ from engine.people.identity import Actor
 from engine.spiff.parsing import SourceFile
 from tests.conftest import FIXTURES, ROOT, Clock, make_settings
 from tests.engine.test_cli import cli_env, ok, opsflow  # noqa: F401
+from tests.webui.test_api_intake import WAITING
 
 TIMER_SCRIPT = (FIXTURES / "timer_script.bpmn").read_text(encoding="utf-8")
 SPINS = TIMER_SCRIPT.replace("<bpmn:script>health = probe()</bpmn:script>",
@@ -199,3 +200,23 @@ def test_opsflow_show_names_a_stuck_case_and_opsflow_cancel_ends_it(
     assert f"case {case} cancelled" in ok(opsflow("cancel", case, "--as", "wang", "--reason", "脚本有误"))
     as_json = json.loads(ok(opsflow("show", case, "--json")))
     assert as_json["status"] == "cancelled" and as_json["error"] is None
+
+
+def test_a_message_the_process_fails_on_is_rolled_back_and_recorded(engine: ProcessEngine,
+                                                                     cast: dict[str, Actor]) -> None:
+    spin = ('<bpmn:scriptTask id="spin"><bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing>'
+            '<bpmn:script>while True:\n    pass</bpmn:script></bpmn:scriptTask>'
+            '<bpmn:endEvent id="end"><bpmn:incoming>f3</bpmn:incoming></bpmn:endEvent>'
+            '<bpmn:sequenceFlow id="f3" sourceRef="spin" targetRef="end" />')
+    text = WAITING.replace('<bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>', spin) \
+        .replace('<bpmn:sequenceFlow id="f2" sourceRef="wait" targetRef="end" />',
+                 '<bpmn:sequenceFlow id="f2" sourceRef="wait" targetRef="spin" />')
+    deploy(engine, text, "await_deploy.bpmn")
+    case = engine.runtime.start("await_deploy", cast["wang"], {"change_ref": "CHG-9"}).id
+    with pytest.raises(ProcessError):
+        engine.runtime.deliver_message("deployment_done", {"change_ref": "CHG-9"}, {}, cast["wang"])
+    shown = engine.runtime.show(case)
+    assert shown.status == "running" and "message.delivered" not in [e.action for e in shown.history]
+    [event] = [e for e in shown.history if e.action == "action.failed"]
+    assert event.actor == "wang" and event.data["action"] == "message.deliver"
+    assert event.data["message"] == "deployment_done" and event.data["element"] == "spin"
