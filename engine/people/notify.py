@@ -5,6 +5,14 @@ e-mail and webhook message becomes a `notification` job that a ticker sends afte
 or refusing server never blocks the task or the case; a failed send is retried with back-off and
 its error recorded (engine/jobs/queue.py, escalation.py).
 
+Each e-mail and webhook job carries an idempotency key fixed when it is queued (`opsflow-<uuid>`,
+payload `idempotency_key`). A send is not transactional: a worker that dies after the server took
+the message but before the job was marked done leaves it to be sent again. Every send of the job
+carries the same key, so the receiver can drop the repeat: the webhook's `Idempotency-Key` header
+(and `idempotency_key` in the plain JSON body; WeCom and DingTalk take no extra fields) and the
+e-mail's `Message-ID` (`<key@sender's domain>`). A run that starts after an interrupted one is
+known from the job's `_started` count, committed before each send, and logged.
+
 Configuration (environment):
 
     OPSFLOW_SMTP_HOST, OPSFLOW_SMTP_PORT (25), OPSFLOW_SMTP_FROM (opsflow@localhost),
@@ -22,6 +30,7 @@ import builtins
 import hashlib
 import hmac
 import json
+import logging
 import os
 import smtplib
 import ssl
@@ -29,6 +38,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -44,6 +54,8 @@ from engine.errors import BadRequest
 from engine.jobs.queue import schedule_job
 from engine.storage.audit import AuditService
 from engine.storage.models import Notification, User
+
+log = logging.getLogger("opsflow.notify")
 
 WEBHOOK_FORMATS = ("json", "wecom", "dingtalk")
 
@@ -169,17 +181,20 @@ class NotifyService:
             out["inapp"] = users
         common = {"title": message.title, "body": message.body, "kind": message.kind,
                   "instance_id": message.instance_id, "task_id": message.task_id}
+        # One key per message sent, fixed now: every retry of that send carries the same one.
         if "email" in channels and self.settings.smtp_host and users:
             for username, email in s.execute(select(User.username, User.email)
                                              .where(User.username.in_(users), User.email.is_not(None))):
                 schedule_job(s, "notification", now, created_at=now, instance_id=message.instance_id,
                              task_id=message.task_id, retries=retries,
-                             payload={**common, "channel": "email", "to": [email], "username": username})
+                             payload={**common, "channel": "email", "to": [email], "username": username,
+                                      "idempotency_key": idempotency_key()})
                 out["email"].append(username)
         if "webhook" in channels and self.settings.webhook_url:
             schedule_job(s, "notification", now, created_at=now, instance_id=message.instance_id,
                          task_id=message.task_id, retries=retries,
-                         payload={**common, "channel": "webhook", "usernames": users})
+                         payload={**common, "channel": "webhook", "usernames": users,
+                                  "idempotency_key": idempotency_key()})
             out["webhook"] = True
         return out
 
@@ -188,14 +203,20 @@ class NotifyService:
         message = Message(payload.get("title", ""), payload.get("body", ""), payload.get("kind", "info"),
                           payload.get("instance_id"), payload.get("task_id"))
         channel = payload.get("channel")
+        key = payload.get("idempotency_key")  # None on jobs queued before keys existed
+        started, failed = int(payload.get("_started", 1)), int(payload.get("_attempts", 0))
+        if started > failed + 1:
+            log.info("%s notification %s: sending again after an interrupted send (run %d, %d failed); "
+                     "the receiver may drop it as a duplicate", channel, key, started, failed)
         if channel == "email":
-            self.send_email(payload["to"], message)
+            self.send_email(payload["to"], message, key)
         elif channel == "webhook":
-            self.send_webhook(message, payload.get("usernames") or [])
+            self.send_webhook(message, payload.get("usernames") or [], key)
         else:
             raise SendError(f"unknown notification channel {channel!r}")
 
-    def send_email(self, to: builtins.list[str], message: Message) -> None:  # `list` is a method here
+    def send_email(self, to: builtins.list[str], message: Message,  # `list` is a method here
+                   idempotency_key: str | None = None) -> None:
         cfg = self.settings
         if not cfg.smtp_host:
             raise SendError("e-mail is not configured (OPSFLOW_SMTP_HOST)")
@@ -203,7 +224,9 @@ class NotifyService:
         mail["Subject"] = message.title
         mail["From"] = formataddr(("OpsFlow 运维流程", cfg.smtp_from))
         mail["To"] = ", ".join(to)
-        mail["Message-ID"] = make_msgid(domain=cfg.smtp_from.rpartition("@")[2] or "opsflow")
+        domain = cfg.smtp_from.rpartition("@")[2] or "opsflow"
+        # The same key, the same Message-ID: a receiver that keeps the IDs it has seen drops a resend.
+        mail["Message-ID"] = f"<{idempotency_key}@{domain}>" if idempotency_key else make_msgid(domain=domain)
         link = message.link(cfg.base_url)
         mail.set_content(message.body + (f"\n\n{link}" if link else "") + "\n", charset="utf-8")
         if cfg.smtp_security == "ssl":
@@ -227,7 +250,8 @@ class NotifyService:
             except (smtplib.SMTPException, OSError):
                 client.close()
 
-    def send_webhook(self, message: Message, usernames: builtins.list[str] | None = None) -> None:
+    def send_webhook(self, message: Message, usernames: builtins.list[str] | None = None,
+                     idempotency_key: str | None = None) -> None:
         cfg = self.settings
         if not cfg.webhook_url:
             raise SendError("the webhook is not configured (OPSFLOW_WEBHOOK_URL)")
@@ -235,9 +259,11 @@ class NotifyService:
         if cfg.webhook_format == "dingtalk" and cfg.webhook_secret:
             url = dingtalk_signed_url(url, cfg.webhook_secret)
         body = json.dumps(webhook_body(cfg.webhook_format, message, message.link(cfg.base_url), usernames or [],
-                                       self.ctx.now()), ensure_ascii=False).encode("utf-8")
-        request = urllib.request.Request(url, data=body, method="POST",
-                                         headers={"Content-Type": "application/json; charset=utf-8"})
+                                       self.ctx.now(), idempotency_key), ensure_ascii=False).encode("utf-8")
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        request = urllib.request.Request(url, data=body, method="POST", headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=cfg.webhook_timeout) as response:  # noqa: S310
                 text = response.read(65536).decode("utf-8", "replace")
@@ -253,9 +279,16 @@ class NotifyService:
             raise SendError(f"webhook refused: errcode {answer.get('errcode')} {answer.get('errmsg', '')}".strip())
 
 
+def idempotency_key() -> str:
+    """A new notification's key: unique, and usable as the local part of a Message-ID."""
+    return f"opsflow-{uuid.uuid4()}"
+
+
 def webhook_body(fmt: str, message: Message, link: str | None, usernames: list[str],
-                 now: datetime) -> dict[str, Any]:
-    """The JSON a group robot expects: WeCom (企业微信) and DingTalk (钉钉) markdown, or plain JSON."""
+                 now: datetime, idempotency_key: str | None = None) -> dict[str, Any]:
+    """The JSON a group robot expects: WeCom (企业微信) and DingTalk (钉钉) markdown, or plain JSON.
+
+    The robots' formats take no field of ours: there the key rides in the header alone."""
     lines = message.body.strip()
     if fmt == "wecom":
         content = f"**{message.title}**\n{lines}" + (f"\n[打开 OpsFlow]({link})" if link else "")
@@ -265,7 +298,8 @@ def webhook_body(fmt: str, message: Message, link: str | None, usernames: list[s
                                                                              if link else "")
         return {"msgtype": "markdown", "markdown": {"title": message.title, "text": text}}
     return {"title": message.title, "body": message.body, "kind": message.kind, "instance_id": message.instance_id,
-            "task_id": message.task_id, "url": link, "usernames": usernames, "sent_at": now.isoformat()}
+            "task_id": message.task_id, "url": link, "usernames": usernames, "sent_at": now.isoformat(),
+            **({"idempotency_key": idempotency_key} if idempotency_key else {})}
 
 
 def dingtalk_signed_url(url: str, secret: str, timestamp_ms: int | None = None) -> str:

@@ -78,6 +78,19 @@ def test_email_is_sent_by_the_tick_to_users_with_an_address(engine: ProcessEngin
     assert "opsflow@firm.cn" in mail["From"]
     body = mail.get_content()
     assert "网上交易登录缓慢" in body and "https://opsflow.firm.cn/tasks/task-1" in body
+    [job] = engine.jobs.jobs(kind="notification")
+    assert job.payload["idempotency_key"].startswith("opsflow-")
+    assert mail["Message-ID"] == f"<{job.payload['idempotency_key']}@firm.cn>"  # a resend has the same ID
+
+
+def test_every_message_queued_has_its_own_idempotency_key(engine: ProcessEngine, people) -> None:
+    engine.notify.configure(smtp_host="127.0.0.1", webhook_url="http://127.0.0.1:9/hook")
+    engine.notify.set_email("wang", "wang@firm.cn")
+    engine.notify.set_email("du", "du@firm.cn")
+    send(engine, ["wang", "du"])
+    send(engine, ["wang", "du"])
+    keys = [job.payload["idempotency_key"] for job in engine.jobs.jobs(kind="notification")]
+    assert len(keys) == 6 and len(set(keys)) == 6  # 2 e-mails and a webhook message, twice
 
 
 def test_email_refused_once_is_retried_and_then_delivered(engine: ProcessEngine, people, clock: Clock,
@@ -124,6 +137,10 @@ def test_webhook_posts_the_robot_format(engine: ProcessEngine, people, fmt: str,
     else:
         assert body["title"] == MESSAGE.title and body["usernames"] == ["du", "wang"]
         assert body["url"] == "https://opsflow.firm.cn/tasks/task-1" and body["instance_id"] == 7
+    [job] = engine.jobs.jobs(kind="notification")
+    key = job.payload["idempotency_key"]
+    assert request["headers"]["Idempotency-Key"] == key
+    assert body.get("idempotency_key") == (key if fmt == "json" else None)  # the robots take no extra field
 
 
 def test_dingtalk_signing(engine: ProcessEngine, webhook_server: WebhookServer) -> None:
@@ -153,7 +170,9 @@ def test_webhook_refused_once_is_retried(engine: ProcessEngine, people, clock: C
     assert job.state == "pending" and error in job.last_error
     clock.advance(seconds=30)
     assert engine.jobs.tick().done == [job.id]
-    assert len(webhook_server.requests) == 2
+    first, second = webhook_server.requests
+    assert first["headers"]["Idempotency-Key"] == second["headers"]["Idempotency-Key"]
+    assert first["headers"]["Idempotency-Key"] == job.payload["idempotency_key"]
 
 
 def test_webhook_bodies_without_a_base_url_carry_no_link() -> None:
