@@ -16,6 +16,7 @@ import importlib
 import json
 import math
 import random
+import re
 import time
 import types
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from RestrictedPython.Guards import (
 )
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import ParallelMultiInstanceTask
 
 _EXTRA_BUILTINS = (
     "sum", "min", "max", "any", "all", "sorted", "enumerate", "zip", "dict", "list", "tuple",
@@ -103,8 +105,162 @@ def _too_big(what: str) -> BudgetExceeded:
     return BudgetExceeded(f"{what} is over the sandbox's size limit (16 MiB, integers of {MAX_INT_BITS} bits)")
 
 
+def rendered_size(value: Any, limit: int = MAX_BYTES) -> int:
+    """About how many characters str(), repr() or JSON make of a value, counting shared references
+    each time they are rendered ([s] * 10**6 renders s a million times). Stops once past the limit,
+    so a nest of shared lists costs at most ~limit visits, never their expanded size."""
+    total, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str | bytes | bytearray):
+            total += len(item) + 2
+        elif isinstance(item, dict):
+            total += 2 + 2 * len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            total += 2 + 2 * len(item)
+            stack.extend(item)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            total += item.bit_length() // 3 + 1
+        else:
+            total += 8
+        if total > limit:
+            return total
+    return total
+
+
+def _check_rendered(what: str, *values: Any) -> None:
+    if rendered_size(values) > MAX_BYTES:
+        raise _too_big(what)
+
+
+# %-format widths and precisions ('%*d', '%.999999999d') are sizes too.
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0 +\-]*(\*|\d+)?(?:\.(\*|\d+))?")
+
+
+def _check_percent(template: str | bytes, args: Any) -> None:
+    text = template if isinstance(template, str) else template.decode("latin-1")
+    starred = False
+    for width, precision in _PERCENT_SPEC.findall(text):
+        for number in (width, precision):
+            if number == "*":
+                starred = True
+            elif number and int(number) > MAX_BYTES:
+                raise _too_big(f"a %-format width of {number}")
+    values = args if isinstance(args, tuple) else (args,)
+    if starred and any(isinstance(v, int) and abs(v) > MAX_BYTES for v in values):
+        raise _too_big("a %-format * width")
+    if len(text) + rendered_size(args) > MAX_BYTES:
+        raise _too_big("the %-formatted text")
+
+
+_SPEC_NUMBER = re.compile(r"\d+")
+
+
+def _format_value(value: Any, conversion: int, spec: str) -> str:
+    """One f-string field: the conversion (!s, !r, !a), then the format spec, sizes checked first."""
+    if any(int(n) > MAX_BYTES for n in _SPEC_NUMBER.findall(spec)):
+        raise _too_big(f"an f-string width of {spec!r}")
+    if rendered_size(value) > MAX_BYTES:
+        raise _too_big(f"an f-string field's {type(value).__name__}")
+    if conversion == ord("r"):
+        value = repr(value)
+    elif conversion == ord("a"):
+        value = ascii(value)
+    elif conversion == ord("s"):
+        value = str(value)
+    return format(value, spec)
+
+
+class _StrType(type):
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return isinstance(obj, str)
+
+    def __subclasscheck__(cls, sub: type) -> bool:
+        return issubclass(sub, str)
+
+
+class _Str(str, metaclass=_StrType):
+    """The script's `str`: str(x) with the rendered size checked first; isinstance(x, str) as usual."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> str:  # type: ignore[misc]
+        if args:
+            _check_rendered(f"str() of a {type(args[0]).__name__}", args[0])
+        return str(*args, **kwargs)
+
+
+def _repr(value: Any) -> str:
+    _check_rendered(f"repr() of a {type(value).__name__}", value)
+    return repr(value)
+
+
+def _json_dumps(value: Any, **options: Any) -> str:
+    indent = options.get("indent")
+    if isinstance(indent, int) and indent > 16 or isinstance(indent, str) and len(indent) > 16:
+        raise _too_big(f"a JSON indent of {indent!r}")
+    _check_rendered("the JSON text", value)
+    return json.dumps(value, **options)
+
+
+def _sum(items: Any, start: Any = 0) -> Any:
+    """sum() of numbers as usual; of lists or tuples one checked + at a time (built-in sum of lists is
+    quadratic, uninterruptible C)."""
+    if isinstance(start, int | float | decimal.Decimal | complex):
+        return sum(items, start)
+    total = start
+    for item in items:
+        _tick()
+        total = _binop("+", total, item)
+    return total
+
+
+def _checked_method(obj: Any, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+    """str/bytes/list methods whose result can outgrow their inputs, checked before they run."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        size = len(obj)
+        if name in ("ljust", "rjust", "center", "zfill"):
+            width = args[0] if args else kwargs.get("width", 0)
+            if isinstance(width, int) and width > MAX_BYTES:
+                raise _too_big(f"{type(obj).__name__}.{name}({width})")
+        elif name == "expandtabs":
+            tabsize = args[0] if args else kwargs.get("tabsize", 8)
+            tabs = obj.count("\t" if isinstance(obj, str) else b"\t")
+            if isinstance(tabsize, int) and size + tabs * tabsize > MAX_BYTES:
+                raise _too_big(f"{type(obj).__name__}.expandtabs({tabsize})")
+        elif name == "replace" and len(args) >= 2:
+            old, new = args[0], args[1]
+            count = args[2] if len(args) > 2 else kwargs.get("count", -1)
+            found = obj.count(old) if len(old) else size + 1
+            if isinstance(count, int) and count >= 0:
+                found = min(found, count)
+            if size + found * max(len(new) - len(old), 0) > MAX_BYTES:
+                raise _too_big(f"{type(obj).__name__}.replace()")
+        elif name == "join" and args:
+            parts = list(args[0])
+            total = sum(len(p) for p in parts if isinstance(p, str | bytes | bytearray))
+            if total + size * max(len(parts) - 1, 0) > MAX_BYTES:
+                raise _too_big(f"{type(obj).__name__}.join()")
+            return method(parts)
+        elif name == "extend" and args and hasattr(args[0], "__len__"):
+            if (size + len(args[0])) * (8 if isinstance(obj, list) else 1) > MAX_BYTES:
+                raise _too_big(f"{type(obj).__name__}.extend()")
+        return method(*args, **kwargs)
+
+    return call
+
+
+_GROWING_METHODS: dict[type, frozenset[str]] = {
+    str: frozenset({"ljust", "rjust", "center", "zfill", "expandtabs", "replace", "join"}),
+    bytes: frozenset({"ljust", "rjust", "center", "zfill", "expandtabs", "replace", "join"}),
+    bytearray: frozenset({"ljust", "rjust", "center", "zfill", "expandtabs", "replace", "join", "extend"}),
+    list: frozenset({"extend"}),
+}
+
+
 def _binop(op: str, left: Any, right: Any) -> Any:
-    """**, *, << and + with the size of the result checked before it is computed."""
+    """**, *, <<, + and % with the size of the result checked before it is computed."""
     ints = isinstance(left, int) and isinstance(right, int)
     if op == "**":
         if ints and right > 0 and abs(left) > 1 and right * left.bit_length() > MAX_INT_BITS:
@@ -123,12 +279,16 @@ def _binop(op: str, left: Any, right: Any) -> Any:
         if ints and left and right + left.bit_length() > MAX_INT_BITS:
             raise _too_big(f"{left} << {right}")
         return left << right
+    if op == "%":
+        if isinstance(left, str | bytes):
+            _check_percent(left, right)
+        return left % right
     if not ints and _weight(left) + _weight(right) > MAX_BYTES:  # +: a value doubled in a loop
         raise _too_big(f"a {type(left).__name__} of {_weight(left) + _weight(right)} bytes")
     return left + right
 
 
-_BINOPS: dict[type, str] = {ast.Pow: "**", ast.Mult: "*", ast.LShift: "<<", ast.Add: "+"}
+_BINOPS: dict[type, str] = {ast.Pow: "**", ast.Mult: "*", ast.LShift: "<<", ast.Add: "+", ast.Mod: "%"}
 
 
 def _pow(base: Any, exp: Any, mod: Any = None) -> Any:
@@ -195,6 +355,8 @@ def _guarded_getattr(obj: Any, name: str, default: Any = None, getattr: Callable
     if isinstance(obj, str) and name in _UNSAFE_STR_METHODS:
         raise ScriptPolicyError(f"str.{name} is not allowed in BPMN expressions")
     value = safer_getattr(obj, name, default, getattr)
+    if name in _GROWING_METHODS.get(type(obj), ()):
+        return _checked_method(obj, name, value)
     if isinstance(value, types.ModuleType):  # a module reached through an attribute leads anywhere
         raise ScriptPolicyError(f"attribute {name!r} is a module, which BPMN expressions may not use")
     return value
@@ -235,6 +397,15 @@ class _Policy(RestrictingNodeTransformer):
         node: Any = super().visit_comprehension(node)  # type: ignore[no-redef]
         node.ifs.insert(0, ast.Call(func=ast.Name("_tick_", ast.Load()), args=[], keywords=[]))
         return ast.fix_missing_locations(node)
+
+    def visit_FormattedValue(self, node: ast.FormattedValue) -> Any:
+        """f"{x:>{n}}" goes through _format_, which checks the field's width and size first."""
+        node: Any = super().visit_FormattedValue(node)  # type: ignore[no-redef]
+        spec = node.format_spec or ast.Constant("")
+        call = ast.Call(func=ast.Name("_format_", ast.Load()), args=[node.value, ast.Constant(node.conversion), spec],
+                        keywords=[])
+        return ast.fix_missing_locations(ast.copy_location(
+            ast.FormattedValue(value=call, conversion=-1, format_spec=None), node))
 
     def visit_BinOp(self, node: ast.BinOp) -> Any:
         """**, *, << and + go through _binop_, which checks the result's size before building it."""
@@ -284,7 +455,7 @@ def _sandbox_globals(functions: dict[str, Any]) -> dict[str, Any]:
         allowed.pop(name, None)
     allowed["__import__"] = _internal_import
     allowed["_getattr_"] = _guarded_getattr
-    allowed.update(pow=_pow, range=_range, math=_MATH, random=_RANDOM)
+    allowed.update(pow=_pow, range=_range, math=_MATH, random=_RANDOM, str=_Str, repr=_repr, sum=_sum)
     return {
         "__builtins__": allowed,
         "_getattr_": _guarded_getattr,
@@ -295,11 +466,12 @@ def _sandbox_globals(functions: dict[str, Any]) -> dict[str, Any]:
         "_write_": full_write_guard,
         "_inplacevar_": _inplacevar,
         "_binop_": _binop,
+        "_format_": _format_value,
         "_tick_": _tick,
         "_print_": None,
         "datetime": _DATETIME,
         "Decimal": decimal.Decimal,
-        "json_dumps": json.dumps,
+        "json_dumps": _json_dumps,
         **functions,
     }
 
@@ -325,6 +497,8 @@ class RestrictedEnvironment(TaskDataEnvironment):
             run_with_deadline(lambda: exec(code, context))  # noqa: S102 (restricted)
         finally:
             self._remove_globals_and_functions_from_context(context, external_context)
+        if rendered_size(context) > MAX_BYTES:  # [s] * 10**6 is small in memory, not once saved as JSON
+            raise _too_big("the case data this script leaves")
         return True
 
     def call_service(self, context: dict, operation_name: str, operation_params: dict,
@@ -366,6 +540,30 @@ class ScriptEngine(PythonScriptEngine):
             raise WorkflowTaskException(
                 f"service {kwargs.get('operation_name')!r} failed: {exc}", task=task, exception=exc
             ) from exc
+
+
+def _check_instances(spec: Any, my_task: Any) -> None:
+    """A parallel multi-instance over an input collection makes one task per item at once: the
+    collection's length is held to OPSFLOW_MAX_INSTANCES like a cardinality."""
+    if spec.data_input is None:
+        return
+    items = spec.data_input.get(my_task)
+    limit = BUDGET.get().max_instances
+    if hasattr(items, "__len__") and len(items) > limit:
+        raise BudgetExceeded(
+            f"element {spec.bpmn_id or spec.name!r}: multi-instance input {spec.data_input.bpmn_id!r} holds "
+            f"{len(items)} items, over the limit of {limit} instances (OPSFLOW_MAX_INSTANCES)")
+
+
+_create_children = ParallelMultiInstanceTask.create_children
+
+
+def _create_children_within_budget(self: Any, my_task: Any) -> Any:
+    _check_instances(self, my_task)
+    return _create_children(self, my_task)
+
+
+ParallelMultiInstanceTask.create_children = _create_children_within_budget
 
 
 def _over_budget(task: Any, exc: WorkflowTaskException) -> BudgetExceeded | None:

@@ -155,7 +155,7 @@ def _stored(engine: ProcessEngine, case_id: int) -> tuple:
     return tuple(row), sorted(tasks)
 
 
-def _attack(engine: ProcessEngine, start_data: dict, expected: list[str]) -> None:
+def _attack(engine: ProcessEngine, start_data: dict, expected: list[str], other: dict | None = None) -> None:
     wang = engine.identity.add_user("wang", ["ops_engineer"], password="Kunlun-2026-pw")
     chen = engine.identity.add_user("chen", ["ops_engineer"], password="Kunlun-2026-pw")
     case = engine.runtime.start("budget", wang, start_data)
@@ -169,7 +169,7 @@ def _attack(engine: ProcessEngine, start_data: dict, expected: list[str]) -> Non
     assert _stored(engine, case.id) == before  # rolled back: the case and its open task as they were
     assert engine.runtime.show(case.id).status == "running"
     # another user's case starts and completes afterwards
-    other = engine.runtime.start("budget", chen, {"spins": 0, "limit": 3, "count": 3})
+    other = engine.runtime.start("budget", chen, {"spins": 0, "limit": 3, "count": 3, **(other or {})})
     engine.tasks.complete(engine.tasks.inbox(chen, scope="mine")[0].id, chen, {"defects_remaining": False})
     assert engine.runtime.show(other.id).status == "completed"
 
@@ -181,6 +181,28 @@ def test_a_loop_without_a_wait_state_stops_at_the_step_budget(budget_engine: Pro
 def test_a_cardinality_over_the_limit_is_refused(budget_engine: ProcessEngine) -> None:
     _attack(budget_engine, {"spins": 0, "limit": 1, "count": 10**7},
             ["'fan'", "10000000", "1000", "OPSFLOW_MAX_INSTANCES"])
+
+
+def test_a_multi_instance_over_a_huge_input_collection_is_refused(budget_engine: ProcessEngine) -> None:
+    budget_engine.repository.deploy([SourceFile("budget.bpmn", BUDGET_BPMN.replace(
+        "<bpmn:loopCardinality>count</bpmn:loopCardinality>",
+        '<bpmn:loopDataInputRef>hosts</bpmn:loopDataInputRef><bpmn:inputDataItem id="host" name="host" />',
+    ).encode())], "owner")
+    _attack(budget_engine, {"spins": 0, "limit": 1, "count": 1, "hosts": list(range(5000))},
+            ["'fan'", "'hosts'", "5000", "1000", "OPSFLOW_MAX_INSTANCES"], other={"hosts": ["db1", "db2"]})
+
+
+def test_ordinary_formatting_still_works_in_scripts(script_engine: ProcessEngine) -> None:
+    _deploy_script(script_engine, "summary = str(5) + repr('x') + f'{3:>5}|{2!r}' + '%5.2f' % 3.14159 "
+                                  "+ 'a'.ljust(3) + ','.join(['a', 'b']) + json_dumps({'a': [1]}, indent=2)\n"
+                                  "texts = isinstance(summary, str) and sum([1, 2]) == 3")
+    wang = script_engine.identity.add_user("wang", ["ops_engineer"], password="Kunlun-2026-pw")
+    case = script_engine.runtime.start("budget", wang, {"spins": 0, "limit": 1, "count": 1})
+    script_engine.tasks.complete(script_engine.tasks.inbox(wang, scope="mine")[0].id, wang,
+                                 {"defects_remaining": False})
+    shown = script_engine.runtime.show(case.id)
+    assert shown.status == "completed"
+    assert shown.data["summary"] == "5'x'    3|2 3.14a  a,b{\n  \"a\": [\n    1\n  ]\n}" and shown.data["texts"] is True
 
 
 # script CPU and memory -----------------------------------------------------------------------------
@@ -211,6 +233,21 @@ def _deploy_script(engine: ProcessEngine, script: str) -> None:
     ("y = pow(3, 10**8)", "size limit"),
     ("y = list(range(10**9))", "size limit"),
     ("y = 'ab'\nwhile True:\n    y = y + y", "size limit"),
+    # one C call that makes far more than it is given: refused before it runs
+    ("y = 'a'.ljust(10**9)", "size limit"),
+    ("y = '1'.zfill(10**9)", "size limit"),
+    ("s = 'a' * 10**6\ny = s.replace('', s)", "size limit"),
+    ("s = 'a' * 10**7\ny = ','.join([s] * 100)", "size limit"),
+    ("y = '%*d' % (10**9, 1)", "size limit"),
+    ("y = '%.999999999d' % 1", "size limit"),
+    ("n = 10**9\ny = f'{1:>{n}}'", "size limit"),
+    ("s = 'a' * 10**6\ny = str([s] * 100)", "size limit"),
+    ("y = json_dumps([1], indent=10**9)", "size limit"),
+    ("l = [0] * 2000000\nl.extend(l)", "size limit"),
+    # small in memory, 100 MB once the case is saved as JSON
+    ("s = 'a' * 10**6\ny = [s] * 100", "size limit"),
+    # built-in sum() of lists is quadratic C code: run one checked + at a time, so the deadline stops it
+    ("y = sum([[0]] * 2000000, [])", "OPSFLOW_SCRIPT_TIMEOUT"),
 ])
 def test_a_script_over_its_budget_stops_with_the_element_named(script_engine: ProcessEngine, script: str,
                                                                expected: str) -> None:
