@@ -9,6 +9,7 @@ database so every worker and process sees the same failures (the rules: engine/p
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import secrets
@@ -34,8 +35,6 @@ if TYPE_CHECKING:  # access.py reads Actor from here
     from engine.people.access import AccessPolicy
 
 _hasher = PasswordHasher()
-# Verified against when the user does not exist, so timing does not reveal who exists.
-_DUMMY_HASH = _hasher.hash("opsflow-no-such-user")
 MANAGE_USERS = "users.manage"  # the grant (processes/access.json) an Actor needs to change users
 # One address may fail this many times the per-name limit (password spraying across names); looser,
 # since many people can share an address behind a proxy.
@@ -307,7 +306,7 @@ class IdentityService:
             actor = self._actor(user) if user else None
             stored, active = (user.password_hash, user.active) if user else (None, False)
         try:
-            _hasher.verify(stored or _DUMMY_HASH, password)
+            _hasher.verify(stored or _dummy_hash(), password)
         except (VerificationError, InvalidHashError):
             return None, "unknown user" if actor is None else "wrong password"
         if actor is None or stored is None:
@@ -452,6 +451,13 @@ def _changed(result: Result[Any]) -> int:
 def _account(user: User) -> Account:
     return Account(user.username, user.display_name, frozenset(user.role_keys), user.active,
                    user.password_hash is not None, user.created_at)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the user does not exist, so timing does not reveal who exists (made on
+    first use: an Argon2 hash is ~150 ms that every command would pay at import)."""
+    return _hasher.hash("opsflow-no-such-user")
 
 
 def _token_hash(token: str) -> str:
