@@ -17,6 +17,7 @@ import json
 import math
 import random
 import re
+import resource
 import time
 import types
 from collections.abc import Callable
@@ -215,6 +216,40 @@ def _sum(items: Any, start: Any = 0) -> Any:
     return total
 
 
+def _listed(items: Any, already: int) -> list[Any]:
+    """An iterable's items, refused once there are more than a sequence may hold (l.extend(x for x in l)
+    would otherwise grow l until memory runs out)."""
+    listed: list[Any] = []
+    for item in items:
+        listed.append(item)
+        if already + len(listed) > MAX_ITEMS:
+            raise _too_big(f"a sequence of over {MAX_ITEMS} items")
+    return listed
+
+
+class _SliceChecked:
+    """What `l[a:b] = v` writes through: a list or bytearray grown by slice assignment is size-checked."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: list[Any] | bytearray) -> None:
+        self.target = target
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if isinstance(key, slice):
+            value = value if hasattr(value, "__len__") else _listed(value, len(self.target))
+            if (len(self.target) + len(value)) * (8 if isinstance(self.target, list) else 1) > MAX_BYTES:
+                raise _too_big(f"a {type(self.target).__name__} grown by slice assignment")
+        self.target[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self.target[key]
+
+
+def _write(obj: Any) -> Any:
+    return _SliceChecked(obj) if isinstance(obj, list | bytearray) else full_write_guard(obj)
+
+
 def _checked_method(obj: Any, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
     """str/bytes/list methods whose result can outgrow their inputs, checked before they run."""
 
@@ -238,14 +273,16 @@ def _checked_method(obj: Any, name: str, method: Callable[..., Any]) -> Callable
             if size + found * max(len(new) - len(old), 0) > MAX_BYTES:
                 raise _too_big(f"{type(obj).__name__}.replace()")
         elif name == "join" and args:
-            parts = list(args[0])
+            parts = _listed(args[0], 0)
             total = sum(len(p) for p in parts if isinstance(p, str | bytes | bytearray))
             if total + size * max(len(parts) - 1, 0) > MAX_BYTES:
                 raise _too_big(f"{type(obj).__name__}.join()")
             return method(parts)
-        elif name == "extend" and args and hasattr(args[0], "__len__"):
-            if (size + len(args[0])) * (8 if isinstance(obj, list) else 1) > MAX_BYTES:
+        elif name == "extend" and args:
+            items = args[0] if hasattr(args[0], "__len__") else _listed(args[0], size)
+            if (size + len(items)) * (8 if isinstance(obj, list) else 1) > MAX_BYTES:
                 raise _too_big(f"{type(obj).__name__}.extend()")
+            return method(items)
         return method(*args, **kwargs)
 
     return call
@@ -315,18 +352,36 @@ _RANDOM = types.SimpleNamespace(**{name: getattr(random, name) for name in (
 _DEADLINE: ContextVar[float] = ContextVar("opsflow_script_deadline", default=float("inf"))
 
 
+# What a loop may add to the process's peak memory, looked at every 16 ticks (getrusage, ~1 us):
+# growth a size check cannot see (items appended one by one, a list grown through slices) is stopped
+# long before the machine runs out. Peak, not current: memory the process once held is affordable.
+MAX_GROWTH_KIB = 512 * 1024
+_PEAK_AT_START: ContextVar[int] = ContextVar("opsflow_script_peak", default=0)
+_ticks = 0
+
+
+def _peak_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _tick() -> bool:
+    global _ticks  # noqa: PLW0603 (a sampling counter: exactness does not matter, speed does)
     if time.monotonic() > _DEADLINE.get():
         raise ScriptTimeout(f"ran over {BUDGET.get().script_timeout:g} s (OPSFLOW_SCRIPT_TIMEOUT)")
+    _ticks += 1
+    if not _ticks & 15 and _peak_kib() - _PEAK_AT_START.get() > MAX_GROWTH_KIB:
+        raise BudgetExceeded(f"used over {MAX_GROWTH_KIB // 1024} MiB of memory in one script")
     return True
 
 
 def run_with_deadline(run: Callable[[], Any]) -> Any:
     """Run a snippet under OPSFLOW_SCRIPT_TIMEOUT (measured: no cost for a snippet without loops)."""
     token = _DEADLINE.set(time.monotonic() + BUDGET.get().script_timeout)
+    peak = _PEAK_AT_START.set(_peak_kib())
     try:
         return run()
     finally:
+        _PEAK_AT_START.reset(peak)
         _DEADLINE.reset(token)
 
 
@@ -463,7 +518,7 @@ def _sandbox_globals(functions: dict[str, Any]) -> dict[str, Any]:
         "_getiter_": default_guarded_getiter,
         "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
         "_unpack_sequence_": guarded_unpack_sequence,
-        "_write_": full_write_guard,
+        "_write_": _write,
         "_inplacevar_": _inplacevar,
         "_binop_": _binop,
         "_format_": _format_value,

@@ -244,6 +244,7 @@ def _deploy_script(engine: ProcessEngine, script: str) -> None:
     ("s = 'a' * 10**6\ny = str([s] * 100)", "size limit"),
     ("y = json_dumps([1], indent=10**9)", "size limit"),
     ("l = [0] * 2000000\nl.extend(l)", "size limit"),
+    ("l = [0] * 2000000\nl[:0] = l", "size limit"),
     # small in memory, 100 MB once the case is saved as JSON
     ("s = 'a' * 10**6\ny = [s] * 100", "size limit"),
     # built-in sum() of lists is quadratic C code: run one checked + at a time, so the deadline stops it
@@ -268,6 +269,25 @@ def test_a_script_over_its_budget_stops_with_the_element_named(script_engine: Pr
     script_engine.tasks.complete(script_engine.tasks.inbox(chen, scope="mine")[0].id, chen,
                                  {"defects_remaining": True})
     assert script_engine.runtime.show(other.id).status == "completed"
+
+
+def test_a_script_growing_memory_item_by_item_is_stopped_before_the_timeout(database_url: str, tmp_path: Path,
+                                                                             clock: Clock) -> None:
+    """No single call is too big, but the loop adds 16 MB a turn: the peak-memory check stops it."""
+    eng = ProcessEngine(replace(make_settings(database_url, tmp_path), script_timeout=30), clock=clock)
+    try:
+        eng.migrate()
+        eng.identity.seed_roles(ROOT / "processes" / "roles.json")
+        _deploy_script(eng, "hoard = []\nwhile True:\n    hoard.append([0] * 2000000)")
+        wang = eng.identity.add_user("wang", ["ops_engineer"], password="Kunlun-2026-pw")
+        case = eng.runtime.start("budget", wang, {"spins": 0, "limit": 1, "count": 1})
+        before = _stored(eng, case.id)
+        with pytest.raises(ProcessError) as info:
+            eng.tasks.complete(eng.tasks.inbox(wang, scope="mine")[0].id, wang, {"defects_remaining": False})
+        assert "'spin'" in str(info.value) and "512 MiB of memory" in str(info.value), str(info.value)
+        assert _stored(eng, case.id) == before
+    finally:
+        eng.close()
 
 
 def test_a_condition_that_loops_is_stopped_too(script_engine: ProcessEngine) -> None:
