@@ -4,6 +4,7 @@ engine stops a run that would never end, rolling the action back while other use
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -288,6 +289,36 @@ def test_a_script_growing_memory_item_by_item_is_stopped_before_the_timeout(data
         assert _stored(eng, case.id) == before
     finally:
         eng.close()
+
+
+def test_other_users_are_served_while_a_script_spins(script_engine: ProcessEngine) -> None:
+    """While one action spins until its timeout, another user signs in, starts and completes cases:
+    each of their writes waits at most the script's timeout for the lock and none fails."""
+    _deploy_script(script_engine, "x = 0\nwhile True:\n    x = x + 1")
+    wang = script_engine.identity.add_user("wang", ["ops_engineer"], password="Kunlun-2026-pw")
+    chen = script_engine.identity.add_user("chen", ["ops_engineer"], password="Kunlun-2026-pw")
+    script_engine.runtime.start("budget", wang, {"spins": 0, "limit": 1, "count": 1})
+    task = script_engine.tasks.inbox(wang, scope="mine")[0]
+    outcome: list[str] = []
+
+    def attack() -> None:
+        try:
+            script_engine.tasks.complete(task.id, wang, {"defects_remaining": False})
+        except ProcessError as exc:
+            outcome.append(str(exc))
+
+    attacker = threading.Thread(target=attack)
+    attacker.start()
+    served = []
+    while attacker.is_alive() or not served:
+        assert script_engine.identity.login("chen", "Kunlun-2026-pw", "10.0.0.7") is not None
+        other = script_engine.runtime.start("budget", chen, {"spins": 0, "limit": 1, "count": 1})
+        mine = [t for t in script_engine.tasks.inbox(chen, scope="mine") if t.instance_id == other.id]
+        script_engine.tasks.complete(mine[0].id, chen, {"defects_remaining": True})
+        served.append(script_engine.runtime.show(other.id).status)
+    attacker.join()
+    assert len(outcome) == 1 and "OPSFLOW_SCRIPT_TIMEOUT" in outcome[0]
+    assert served and set(served) == {"completed"}
 
 
 def test_a_condition_that_loops_is_stopped_too(script_engine: ProcessEngine) -> None:
