@@ -168,6 +168,16 @@ def test_deploy_problems_print_file_line_message(opsflow, tmp_path: Path) -> Non
 
 
 @pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not beside the repository")
+def test_deploy_refuses_a_timer_cycle_under_a_minute(opsflow, tmp_path: Path) -> None:
+    bpmn = tmp_path / "remind.bpmn"
+    bpmn.write_text((FIXTURES / "timer_boundary.bpmn").read_text(encoding="utf-8").replace('"R2/PT1H"', '"R/PT0S"'),
+                    encoding="utf-8")
+    ok(opsflow("init"))
+    result = opsflow("deploy", str(bpmn))
+    assert result.returncode == 1 and "remind.bpmn:" in result.stderr and "at least a minute" in result.stderr
+    assert "timer_boundary" not in opsflow("show", "1").stderr + ok(opsflow("tasks", "--json"))
+
+
 def test_every_corpus_file_goes_through_deploy_check_without_a_crash(opsflow) -> None:
     ok(opsflow("init"))
     files = sorted(CORPUS.glob("*.bpmn"))

@@ -117,6 +117,14 @@ def test_invalid_bpmn_is_422_with_the_lint_problems(api: Api) -> None:
     assert bad["details"][0]["field"] == "files[0].name"
 
 
+def test_a_timer_cycle_under_a_minute_is_refused_through_the_api_too(api: Api) -> None:
+    bpmn = (FIXTURES / "timer_boundary.bpmn").read_text(encoding="utf-8").replace('"R2/PT1H"', '"R/PT0S"')
+    problems = error(api.post("/processes", "maqing", {"files": [{"name": "remind.bpmn", "content": bpmn}]}), 422,
+                     "lint_failed")["details"]
+    assert any("remind" in p["message"] and "at least a minute" in p["message"] for p in problems), problems
+    assert "timer_boundary" not in {p["id"] for p in api.ok(api.get("/processes", "maqing"))["items"]}
+
+
 def test_bpmn_of_an_unknown_process_or_version_is_404(api: Api) -> None:
     error(api.get("/processes/nope/bpmn", "zhangwei"), 404, "not_found")
     error(api.get("/processes/change/bpmn?version=9", "zhangwei"), 404)
