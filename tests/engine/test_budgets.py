@@ -40,6 +40,17 @@ def test_a_timer_cycle_under_a_minute_is_refused_naming_the_element(engine: Proc
     assert any("remind" in p and cycle in p and "at least a minute" in p for p in problems), problems
 
 
+def test_a_timer_start_expression_that_loops_stops_the_deploy_not_the_server(script_engine: ProcessEngine) -> None:
+    """Deploy evaluates a timer start event's expression (to schedule the first start): under the budget."""
+    looping = '"R/PT1H" if sum(1 for i in range(2**21) for j in range(2**21)) else ""'
+    text = (FIXTURES / "timer_start.bpmn").read_text(encoding="utf-8").replace(
+        '"R/2027-03-01T09:00:00+08:00/P1Y"', looping.replace('"', "&quot;"))
+    started = time.monotonic()
+    problems = refused(script_engine, text)
+    assert time.monotonic() - started < 10
+    assert any("timer start event" in p and "OPSFLOW_SCRIPT_TIMEOUT" in p for p in problems), problems
+
+
 def test_a_timer_cycle_of_a_minute_deploys(engine: ProcessEngine) -> None:
     engine.repository.deploy([SourceFile("p.bpmn", TIMER_BOUNDARY.replace('"R2/PT1H"', '"R/PT1M"').encode())],
                              "owner")
