@@ -39,6 +39,10 @@ def schema_problem(schema: Any) -> str | None:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         return f"not a valid JSON Schema: {exc.message}"
+    if _holds(schema, "unevaluatedProperties") and _holds(schema, "patternProperties"):
+        # jsonschema matches patternProperties with Python's backtracking `re` inside unevaluatedProperties
+        return ("unevaluatedProperties cannot be combined with patternProperties (their keys would be matched "
+                "by a backtracking regex engine); use additionalProperties")
     for field, pattern in form_patterns(schema):
         reason = _linear_problem(pattern)
         if reason:
@@ -84,6 +88,16 @@ def form_patterns(schema: Any, field: str = "(form)") -> list[tuple[str, str]]:
             elif key not in ("pattern", "enum", "const", "default", "examples") and isinstance(value, dict | list):
                 found.extend(form_patterns(value, field))
     return found
+
+
+def _holds(schema: Any, keyword: str) -> bool:
+    """Whether a keyword appears anywhere in a schema (as a keyword, not inside enum/const values)."""
+    if isinstance(schema, list):
+        return any(_holds(item, keyword) for item in schema)
+    if not isinstance(schema, dict):
+        return False
+    return keyword in schema or any(_holds(value, keyword) for key, value in schema.items()
+                                    if key not in ("enum", "const", "default", "examples"))
 
 
 def _search(pattern: str, text: str) -> bool:

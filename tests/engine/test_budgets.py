@@ -79,6 +79,14 @@ def test_a_pattern_properties_key_is_checked_too(engine: ProcessEngine) -> None:
     assert any("linear time" in p and "(x)\\\\1" in p for p in problems), problems
 
 
+def test_unevaluated_properties_with_pattern_properties_is_refused(engine: ProcessEngine) -> None:
+    """jsonschema matches patternProperties with Python's `re` inside unevaluatedProperties: ^(a+)+$ again."""
+    form = _with_pattern(EVIL, "patternProperties") | {"unevaluatedProperties": False}
+    problems = refused(engine, TWO_LANES, forms={"approval.json": form})
+    assert any("approval.json" in p and "unevaluatedProperties" in p and "additionalProperties" in p
+               for p in problems), problems
+
+
 def test_the_form_editor_refuses_the_pattern_on_save(engine: ProcessEngine) -> None:
     owner = engine.identity.add_user("owner", ["process_owner"], password="Kunlun-2026-pw")
     with pytest.raises(LintFailed) as info:
