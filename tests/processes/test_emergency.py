@@ -371,15 +371,21 @@ def test_activation_may_be_returned_or_refused(flow: Flow) -> None:
     opening = flow.prefill(case, "declare")
     assert opening["plan_id"] == "EP-TRADE-01"  # the declaration as submitted, to correct
     assert "decision" not in opening and "comment" not in opening
-    flow.do(case, "declare", "wuhao", declaration(plan_id="EP-ONLINE-01"))
+    # not reportable (一般, restorable, no leak): the refusal ends the case (test_emergency_reporting: when it is)
+    flow.do(case, "declare", "wuhao", declaration(plan_id="EP-ONLINE-01", level="一般", restorable_within_30min=True))
     assert flow.task(case, "activate").return_reason is None
     assert flow.prefill(case, "activate") == {}  # the lead's second decision opens empty: no stale 退回
-    flow.do(case, "activate", "xuli", {"decision": "reject", "comment": "已恢复，无需启动应急"})
+    with pytest.raises(ValidationFailed) as refused_without_end:  # 不启动 records when the event ended
+        flow.do(case, "activate", "xuli", {"decision": "reject", "comment": "已恢复，无需启动应急"})
+    assert sorted(e.field for e in refused_without_end.value.errors) == ["cause_known", "recovered_at"]
+    flow.do(case, "activate", "xuli", {"decision": "reject", "comment": "已恢复，无需启动应急",
+                                       "recovered_at": "2026-11-20T18:10:00+08:00", "cause_known": True})
     assert flow.status(case) == "completed"
     refused = flow.record(case)[-1]
     assert (refused.bpmn_id, refused.completed_by, refused.outcome, refused.outcome_label) == (
         "activate", "xuli", "reject", "驳回")
-    assert answers(refused) == {"comment": "已恢复，无需启动应急"}
+    assert answers(refused) == {"comment": "已恢复，无需启动应急"}  # the end time is a fact of the case
+    assert (flow.data(case)["recovered_at"], flow.data(case)["must_report"]) == ("2026-11-20T18:10:00+08:00", False)
     assert [(e.bpmn_id, e.outcome_label) for e in flow.record(case)] == [
         ("declare", None), ("activate", "退回"), ("declare", None), ("activate", "驳回")]
 
