@@ -3,7 +3,8 @@
     python -m bench [--quick] [--only PART[,PART]] [--skip PART[,PART]] [--profile] [--no-postgres] [--out PATH]
 
 Parts, in order: engine (raw SpiffWorkflow vs the engine on the change process, SQLite and
-PostgreSQL), loops (state bytes after 100 rework rounds), inbox (100,000 open tasks), http
+PostgreSQL), sandbox (the same workloads through Spiff's plain script engine and through the sandbox;
+the engine with its budgets on and off), loops (state bytes after 100 rework rounds), inbox (100,000 open tasks), http
 (gunicorn on PostgreSQL, load from a separate process, RSS per worker), timers (lateness with
 ticker processes, idle tick scan with 10 vs 10,000 waiting), dashboard (100,000 cases).
 PostgreSQL comes from OPSFLOW_BENCH_DATABASE_URL or OPSFLOW_TEST_DATABASE_URL (a schema of its
@@ -36,14 +37,14 @@ from bench.common import (
 from bench.figures import REQUIRED_KEYS, TARGETS
 
 RESULTS = RESULTS_DIR / "latest.json"
-PARTS = ("engine", "loops", "inbox", "http", "timers", "dashboard")
+PARTS = ("engine", "sandbox", "loops", "inbox", "http", "timers", "dashboard")
 
 # Which database a top-level figure is taken from when both ran (the other is in the detail and in
 # the table's last column): the engine's own costs on SQLite, as its budget is stated ("2 cores,
 # SQLite file, durable commit"); what a server does for many users (the inbox at scale, HTTP,
 # ticker processes) on PostgreSQL, the production database. Without PostgreSQL, SQLite for all.
-PRIMARY = {"engine": "sqlite", "loops": "sqlite", "inbox": "postgresql", "http": "postgresql",
-           "timers": "postgresql", "dashboard": "sqlite"}
+PRIMARY = {"engine": "sqlite", "sandbox": "sqlite", "loops": "sqlite", "inbox": "postgresql",
+           "http": "postgresql", "timers": "postgresql", "dashboard": "sqlite"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,10 @@ class Plan:
     profile_cases: int = 100
     reference_raw: int = 1000
     reference_engine: int = 200
+    sandbox_change: int = 1000
+    sandbox_script: int = 300
+    sandbox_conditions: int = 20_000
+    sandbox_engine: int = 150
     loops: int = 100
     inbox_tasks: int = 100_000
     inbox_users: int = 1000
@@ -81,6 +86,7 @@ class Plan:
     @classmethod
     def quick(cls) -> Plan:
         return cls(raw=10, engine=3, warmup=1, rounds=1, profile_cases=2, reference_raw=10, reference_engine=3,
+                   sandbox_change=4, sandbox_script=4, sandbox_conditions=50, sandbox_engine=2,
                    loops=100, inbox_tasks=2000, inbox_users=50, inbox_runs=20,
                    http_clients=4, http_tasks=80, http_warmup=8, http_seconds=30.0, http_rate=100.0,
                    http_paced_seconds=0.5,
@@ -97,6 +103,13 @@ def part_engine(plan: Plan, dbs: list[str], args: argparse.Namespace, log: Calla
                   reference_engine=plan.reference_engine)
     profile_on = args.profile_database if args.profile_database in dbs else dbs[0]
     return run(sizes, dbs, profile=args.profile, log=log, profile_database=profile_on)
+
+
+def part_sandbox(plan: Plan, _dbs: list[str], _args: argparse.Namespace, log: Callable[[str], None]) -> dict:
+    from bench.sandbox_bench import Sizes, run
+
+    return run(Sizes(change=plan.sandbox_change, script=plan.sandbox_script, conditions=plan.sandbox_conditions,
+                     engine=plan.sandbox_engine, warmup=max(1, plan.warmup // 2), rounds=plan.rounds), log=log)
 
 
 def part_loops(plan: Plan, dbs: list[str], _args: argparse.Namespace, log: Callable[[str], None]) -> dict:
@@ -152,7 +165,8 @@ def part_dashboard(plan: Plan, dbs: list[str], _args: argparse.Namespace, log: C
         return {kind: run(url, tmp, plan.dashboard_cases, plan.dashboard_runs, plan.dashboard_tasks)}
 
 
-PART_RUNNERS = {"engine": part_engine, "loops": part_loops, "inbox": part_inbox, "http": part_http,
+PART_RUNNERS = {"engine": part_engine, "sandbox": part_sandbox, "loops": part_loops, "inbox": part_inbox,
+                "http": part_http,
                 "timers": part_timers, "dashboard": part_dashboard}
 
 
@@ -191,6 +205,13 @@ def figures(result: dict[str, Any], dbs: list[str]) -> tuple[dict[str, Any], dic
         put("complete_task_ms_p95", lambda r: r["complete_task_ms_p95"], per_db, kind)
         put("start_case_ms_median", lambda r: r["start_case_ms_median"], per_db, kind)
         put("state_bytes_change_case", lambda r: r["state_bytes_running_max"], per_db, kind)
+    if result.get("sandbox"):
+        sandbox = result["sandbox"]
+        values["sandbox_vs_raw_spiff_change"] = sandbox["change"]["sandbox_vs_raw"]
+        where["sandbox_vs_raw_spiff_change"] = "memory"
+        for key, name in (("engine_budgets_on_vs_off", "on_vs_budgets_off"),
+                          ("engine_sandbox_vs_plain", "on_vs_plain")):
+            values[key], where[key] = sandbox["engine"][name], sandbox["engine"]["database"]
     if result.get("loops"):
         loops = result["loops"]
         kind = next(iter(loops))
@@ -319,6 +340,13 @@ def detail_lines(result: dict[str, Any]) -> list[str]:
                              f"{fmt(ref[d]['engine_vs_raw_ratio'])}, complete median "
                              f"{fmt(ref[d]['complete_task_ms_median'])} ms)")
         out.append("access_request reference (tests/fixtures/two_lanes.bpmn): " + "; ".join(cells))
+    if result.get("sandbox"):
+        from bench.sandbox_bench import report as sandbox_report
+
+        sandbox = result["sandbox"]
+        out += ["", *sandbox_report(sandbox),
+                f"ratio = sandbox / raw time (engine: as shipped / the other engine), same run, "
+                f"{sandbox['change']['rounds']} alternating rounds; load average {sandbox['load_average_1m']}"]
     for kind, loops in (result.get("loops") or {}).items():
         last = loops[f"state_bytes_after_{loops['loops']}_loops"]
         out += ["", f"loops ({DB_LABEL[kind]}): state bytes at start {fmt(loops['state_bytes_at_start'])}, after 1 "

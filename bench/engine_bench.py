@@ -277,7 +277,9 @@ def frozen_timer_clock(now: list[datetime]) -> Iterator[None]:
 class RawRunner:
     """Parse once, then run instances to completion in memory along the scenario's path."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, script_engine: Any = None, count_steps: bool = False) -> None:
+        """`script_engine` defaults to raw_script_engine(); `count_steps` runs the engine steps under
+        the sandbox's StepCounter, as the engine does (the sandbox part, bench/sandbox_bench.py)."""
         from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 
         self.scenario = scenario
@@ -287,7 +289,8 @@ class RawRunner:
             parser.add_dmn_file(str(dmn))
         self.spec = parser.get_spec(scenario.process_id)
         self.subprocess_specs = parser.get_subprocess_specs(scenario.process_id)
-        self.script_engine = raw_script_engine(scenario)
+        self.script_engine = script_engine or raw_script_engine(scenario)
+        self.count_steps = count_steps
         self.now = [datetime.fromisoformat(scenario.clock_start)] if scenario.clock_start else None
         self.seconds = 0.0
         self.cpu_seconds = 0.0
@@ -305,7 +308,7 @@ class RawRunner:
         t0 = time.perf_counter()
         workflow = BpmnWorkflow(self.spec, self.subprocess_specs, script_engine=self.script_engine)
         workflow.task_tree.data.update(sc.start_data)
-        workflow.do_engine_steps()
+        self._engine_steps(workflow)
         t1 = time.perf_counter()
         steps = []
         for step in sc.steps:
@@ -315,7 +318,7 @@ class RawRunner:
                 if self.now is not None:
                     self.now[0] = datetime.fromisoformat(sc.timers[step.bpmn_id])
                 workflow.refresh_waiting_tasks()
-                workflow.do_engine_steps()
+                self._engine_steps(workflow)
                 ready = [t for t in workflow.get_tasks(state=TaskState.READY, manual=True)
                          if t.task_spec.bpmn_id == step.bpmn_id]
             if not ready:
@@ -332,13 +335,21 @@ class RawRunner:
                 answers[item] = dict(step.data)
             task.set_data(**step.data, **answers)
             task.run()
-            workflow.do_engine_steps()
+            self._engine_steps(workflow)
             steps.append(time.perf_counter() - s0)
         if not workflow.completed:
             raise RuntimeError(f"raw {sc.name}: the path ended but the workflow did not complete")
         if timed:
             self.starts.append(t1 - t0)
             self.steps.extend(steps)
+
+    def _engine_steps(self, workflow: Any) -> None:
+        if self.count_steps:
+            from engine.spiff.sandbox import StepCounter
+
+            workflow.do_engine_steps(did_complete_task=StepCounter())
+        else:
+            workflow.do_engine_steps()
 
     def run(self, n: int, timed: bool = True) -> None:
         with frozen_timer_clock(self.now) if self.now is not None else ExitStack():

@@ -7,6 +7,9 @@ REQUIRED_KEYS = (
     "raw_spiff_instances_per_s",
     "engine_instances_per_s",
     "engine_vs_raw_ratio",
+    "sandbox_vs_raw_spiff_change",
+    "engine_sandbox_vs_plain",
+    "engine_budgets_on_vs_off",
     "complete_task_ms_median",
     "complete_task_ms_p95",
     "start_case_ms_median",
@@ -24,6 +27,7 @@ REQUIRED_KEYS = (
 # Targets for the table (issue 8): figures to read against, not checks; the bench never fails on them.
 TARGETS = {
     "engine_vs_raw_ratio": ">= 0.5",
+    "engine_budgets_on_vs_off": "<= 1.1",
     "complete_task_ms_median": "<= 1",
     "start_case_ms_median": "<= 1.5",
     "inbox_query_ms_p95_100k": "<= 20",

@@ -1,9 +1,10 @@
 """The benchmark runs end to end at tiny sizes and reports every figure (not a timing test).
 
 `python -m bench --quick` runs every part for real (raw Spiff vs the engine on the change process,
-the rework loop, the inbox, gunicorn with a separate load process, ticker processes, the
-dashboard), each on a fresh database: PostgreSQL too when OPSFLOW_TEST_DATABASE_URL is set. Only
-that the harness works is checked here; the figures themselves pass or fail nothing.
+the sandbox against Spiff's plain script engine, the rework loop, the inbox, gunicorn with a separate
+load process, ticker processes, the dashboard), each on a fresh database: PostgreSQL too when
+OPSFLOW_TEST_DATABASE_URL is set. Only that the harness works is checked here; the figures
+themselves pass or fail nothing.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def test_bench_quick_reports_every_figure(tmp_path: Path) -> None:
 
     result = json.loads(out.read_text(encoding="utf-8"))
     assert result["errors"] == {}
-    assert result["parts_run"] == ["engine", "loops", "inbox", "http", "timers", "dashboard"]
+    assert result["parts_run"] == ["engine", "sandbox", "loops", "inbox", "http", "timers", "dashboard"]
     for key in REQUIRED_KEYS:
         value = result.get(key)
         assert isinstance(value, numbers.Real) and not isinstance(value, bool), (key, value)
@@ -49,6 +50,13 @@ def test_bench_quick_reports_every_figure(tmp_path: Path) -> None:
     change = result["engine"]["change"]
     assert change["scenario"]["process_id"] == "change"
     assert change["raw"]["user_tasks_per_instance"] == len(change["scenario"]["path"]) > 5
+    # The sandbox part timed every workload on both sides; the engine's on/off sides completed every case.
+    sandbox = result["sandbox"]
+    for workload in ("change", "script", "condition"):
+        assert sandbox[workload]["raw"]["seconds"] > 0 and sandbox[workload]["sandbox"]["seconds"] > 0, workload
+    for side in ("plain", "budgets_off", "on"):
+        assert sandbox["engine"][side]["cases"] > 0, side
+    assert result["figures_measured_on"]["engine_budgets_on_vs_off"] == "sqlite"
     # The HTTP load ran in both phases and every timer fired exactly once.
     http = next(iter(result["http"].values()))
     assert http["capacity"]["completions"] > 0 and http["paced"]["completions"] > 0
