@@ -57,8 +57,8 @@ def test_duty_officer_may_report(flow: Flow) -> None:
     ({"system_class": "其他", "leaked_records": 100000}, "重大"),
 ])
 def test_grading_follows_the_2012_thresholds(flow: Flow, changes: dict[str, Any], level: str) -> None:
-    case = reported(flow, **changes)
-    assert flow.data(case)["level"] == level
+    case = reported(flow, discovered_at="2020-11-20T18:05:00+08:00", **changes)  # before the 2021 rules
+    assert (flow.data(case)["rule_set"], flow.data(case)["level"]) == ("2012", level)
     assert flow.data(case)["reportable"] is (level != "一般")
 
 
@@ -84,7 +84,7 @@ def test_p1_incident_opens_a_linked_emergency(flow: Flow) -> None:
 
 
 def test_reportable_incident_opens_an_emergency_and_a_minor_one_none(flow: Flow) -> None:
-    reportable = reported(flow, system_class="集中交易", outage_minutes=6)  # P3 but 较大: must be reported
+    reportable = reported(flow, system_class="集中交易", outage_minutes=12)  # P3 but 较大: must be reported
     assert (flow.data(reportable)["priority"], flow.data(reportable)["level"]) == ("P3", "较大")
     assert links(flow, reportable) == [("emergency", "to", "emergency")]
     minor = reported(flow)
@@ -187,7 +187,8 @@ def test_a_monitoring_alert_opens_an_incident_without_a_report(flow: Flow) -> No
     data = flow.data(case)
     assert (data["source"], data["priority"], data["system_class"], data["level"]) == (
         "monitoring", "P2", "网上交易", "一般")
-    # the engineer reviews the impact and urgency monitoring reported: the case's own facts, not answers
-    assert flow.prefill(case, "respond") == {"impact": "high", "urgency": "medium"}
+    # the engineer reviews the impact, urgency and grading facts monitoring reported: the case's own facts
+    assert flow.prefill(case, "respond") == {"impact": "high", "urgency": "medium", "system_class": "网上交易",
+                                             "outage_minutes": 0, "leaked_records": 0, "affected_share": 0}
     resolve_and_close(flow, case)
     assert [e.bpmn_id for e in flow.record(case)] == ["respond", "resolve", "confirm", "close"]
