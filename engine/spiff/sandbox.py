@@ -161,9 +161,9 @@ _SPEC_NUMBER = re.compile(r"\d+")
 
 def _format_value(value: Any, conversion: int, spec: str) -> str:
     """One f-string field: the conversion (!s, !r, !a), then the format spec, sizes checked first."""
-    if any(int(n) > MAX_BYTES for n in _SPEC_NUMBER.findall(spec)):
+    if spec and any(int(n) > MAX_BYTES for n in _SPEC_NUMBER.findall(spec)):
         raise _too_big(f"an f-string width of {spec!r}")
-    if rendered_size(value) > MAX_BYTES:
+    if not isinstance(value, int | float | str) and rendered_size(value) > MAX_BYTES:  # a str is its own size
         raise _too_big(f"an f-string field's {type(value).__name__}")
     if conversion == ord("r"):
         value = repr(value)
@@ -473,12 +473,17 @@ class _Policy(RestrictingNodeTransformer):
         return ast.fix_missing_locations(ast.copy_location(call, node))
 
 
+_INPLACE: dict[str, Callable[[Any, Any], Any]] = {
+    "+=": lambda x, y: _binop("+", x, y), "-=": lambda x, y: x - y, "*=": lambda x, y: _binop("*", x, y),
+    "/=": lambda x, y: x / y, "//=": lambda x, y: x // y, "%=": lambda x, y: _binop("%", x, y),
+    "|=": lambda x, y: x | y, "&=": lambda x, y: x & y}
+
+
 def _inplacevar(op: str, x: Any, y: Any) -> Any:
-    ops = {"+=": lambda: _binop("+", x, y), "-=": lambda: x - y, "*=": lambda: _binop("*", x, y), "/=": lambda: x / y,
-           "//=": lambda: x // y, "%=": lambda: x % y, "|=": lambda: x | y, "&=": lambda: x & y}
-    if op not in ops:
+    run = _INPLACE.get(op)
+    if run is None:
         raise ScriptPolicyError(f"operator {op} is not allowed")
-    return ops[op]()
+    return run(x, y)
 
 
 @functools.lru_cache(maxsize=8192)
