@@ -51,6 +51,16 @@ def test_the_process_owner_sees_the_stuck_case_and_retries_it(stuck: tuple[Pages
     assert [(e.actor, e.action) for e in history if e.action == "job.retried"] == [("owner", "job.retried")]
 
 
+def test_the_process_owner_opens_the_stuck_case_to_diagnose_it_but_not_once_it_ended(
+        stuck: tuple[Pages, int]) -> None:
+    pages, case = stuck
+    pages.sign_in("owner")
+    assert pages.get(f"/cases/{case}").status_code == 200  # not a taker of the case: stuck is the reason
+    assert f"/cases/{case}" in pages.get("/cases").text
+    pages.engine.runtime.cancel(case, pages.engine.identity.get("wang"), reason="巡检脚本有误，改版后重开")
+    assert pages.get(f"/cases/{case}").status_code == 403
+
+
 def test_others_get_403_on_the_page_and_on_retry(stuck: tuple[Pages, int]) -> None:
     pages, case = stuck
     for who in ("zhang", "wang"):
