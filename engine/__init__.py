@@ -17,6 +17,7 @@ from engine.cases.connectors import LibraryServices
 from engine.cases.intake import AlertService
 from engine.cases.migration import MigrationService
 from engine.cases.progress import CaseProgress, case_progress
+from engine.cases.regulatory import RegulatoryRegister
 from engine.cases.reports import ReportService
 from engine.cases.runtime import RuntimeService
 from engine.cases.store import CaseStore
@@ -52,6 +53,8 @@ class ProcessEngine:
         self.runtime = RuntimeService(self.ctx, self.repository, self.identity, self.audit, self.store, self.access)
         self.tasks = TaskService(self.ctx, self.repository, self.identity, self.audit, self.store, self.access)
         self.reports = ReportService(self.ctx, self.store, self.access)
+        # Regulatory reports (首报, 续报, 预警, 解除, 总结): the register and the printed 报告书.
+        self.regulatory = RegulatoryRegister(self.ctx, self.repository, self.runtime, self.access)
         self.alerts = AlertService(self.ctx, self.repository, self.runtime, self.audit, self.access)
         self.migration = MigrationService(self.ctx, self.repository, self.store, self.audit, self.access)
         self.versions = VersionService(self.ctx, self.repository, self.audit)

@@ -5,6 +5,8 @@ never the engine's inner modules, so those can move without breaking a caller.
 
 from engine.cases.intake import SEVERITIES, STATUSES
 from engine.cases.progress import CaseProgress, case_titles
+from engine.cases.regulatory import STATUSES as REPORT_STATUSES
+from engine.cases.regulatory import RegulatoryReport
 from engine.cases.reports import Dashboard
 from engine.config import ROOT
 from engine.definitions.forms import declared_fields, enum_options, read_form, schema_problem
@@ -24,6 +26,8 @@ __all__ = [
     "Dashboard",
     "DeployedVersion",
     "Problem",
+    "REPORT_STATUSES",
+    "RegulatoryReport",
     "SourceFile",
     "TaskDetail",
     "TaskView",
