@@ -22,7 +22,7 @@ TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
 # bpmn-js is installed from npm (package.json) and served from its dist folder as it is.
 VENDOR = {"bpmn-js": ROOT / "node_modules" / "bpmn-js" / "dist", "dmn-js": ROOT / "node_modules" / "dmn-js" / "dist"}
 PAGE_BLUEPRINTS = frozenset({"auth", "inbox", "tasks", "cases", "substitutes", "vendor", "modeler", "dashboard",
-                             "notifications", "account", "users", "failures"})
+                             "notifications", "account", "users", "failures", "regulatory"})
 csrf = CSRFProtect()
 
 
@@ -43,6 +43,7 @@ def register(app: Flask) -> None:
         inbox,
         modeler,
         notifications,
+        regulatory,
         substitutes,
         tasks,
         users,
@@ -60,7 +61,7 @@ def register(app: Flask) -> None:
           default_translation_directories=str(TRANSLATIONS))
 
     for bp in (auth.bp, inbox.bp, tasks.bp, cases.bp, substitutes.bp, modeler.bp, dashboard.bp, notifications.bp,
-               account.bp, users.bp, failures.bp):
+               account.bp, users.bp, failures.bp, regulatory.bp):
         app.register_blueprint(bp)
 
     @app.get("/vendor/<package>/<path:filename>", endpoint="vendor.file")
