@@ -174,6 +174,10 @@ def _retry_failure(c: Cell) -> None:
     assert status == (404 if c.role == "process_owner" else 403), status
 
 
+def _regulatory_reports(c: Cell) -> None:
+    expect(c.role in READ_ALL, c.call("GET", "/regulatory-reports"))
+
+
 def _create_token(c: Cell) -> None:
     # public: no role is needed or refused (422 here only because the password is missing)
     assert c.call("POST", "/auth/token", {"username": c.user}) == 422
@@ -198,7 +202,7 @@ EXPECTED: dict[str, Callable[[Cell], None]] = {
     "api.claim_task": _claim, "api.unclaim_task": _unclaim, "api.assign_task": _assign,
     "api.complete_task": _complete, "api.deliver_message": _message, "api.receive_alert": _alert,
     "api.list_audit": _audit, "api.list_failures": _failures, "api.retry_failure": _retry_failure,
-    "api.openapi_json": _docs, "api.openapi_page": _docs,
+    "api.openapi_json": _docs, "api.openapi_page": _docs, "api.list_regulatory_reports": _regulatory_reports,
 }
 
 

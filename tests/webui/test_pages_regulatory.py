@@ -48,6 +48,12 @@ def test_a_late_first_report_shows_as_late_and_an_unsent_one_as_overdue(pages: P
     assert rows(pages.get("/compliance/reports?status=late").text) == [(str(late), "首报", "late")]
     assert rows(pages.get("/compliance/reports?status=sent").text) == []
     assert rows(pages.get("/compliance/reports?kind=总结").text) == [(str(late), "总结", "due")]
+    # the same register through the API
+    token = pages.engine.identity.create_token("sunyan")
+    items = pages.get("/api/v1/regulatory-reports?status=late", headers={"Authorization": f"Bearer {token}"}).json
+    assert [(i["instance_id"], i["kind"], i["signer"], i["status"]) for i in items["items"]] == [
+        (late, "首报", "zhaolei", "late")]
+    assert items["items"][0]["attachment"]["name"] == "报告书.pdf"
 
 
 def test_staff_are_refused_with_a_403_page(pages: Pages, flow: Flow) -> None:

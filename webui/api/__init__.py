@@ -10,4 +10,14 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__)
 
-from webui.api import audit, auth, failures, instances, intake, openapi, processes, tasks  # noqa: E402, F401
+from webui.api import (  # noqa: E402, F401
+    audit,
+    auth,
+    failures,
+    instances,
+    intake,
+    openapi,
+    processes,
+    regulatory,
+    tasks,
+)

@@ -32,6 +32,7 @@ TAGS = [
     {"name": "intake", "description": "BPMN messages and monitoring alerts from other systems"},
     {"name": "audit", "description": "The tamper-evident audit trail"},
     {"name": "failures", "description": "Stuck cases and failed jobs, for the process owner"},
+    {"name": "regulatory", "description": "The register of regulatory reports (首报, 续报, 预警, 解除, 总结)"},
     {"name": "docs", "description": "This document"},
 ]
 
