@@ -1,7 +1,7 @@
-"""Figures for supervisors (督促检查): overdue steps, ageing, throughput, change and incident figures.
+"""Figures for supervisors (督促检查): overdue steps, ageing, time used, throughput, KPIs.
 
-Task figures are plain SQL over the inbox table. Change outcomes and types live in case data, so
-those read each finished case of the period (bounded), never the running ones.
+Task figures are plain SQL over the inbox table. The KPIs add up the figures each save keeps on the
+case row (engine/cases/figures.py, processes/kpis.json) in SQL: every case counts, none is read.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
+from engine.cases.figures import KpiRules
 from engine.context import EngineContext
 from engine.people.access import AccessPolicy
 from engine.people.identity import Actor
@@ -20,9 +21,20 @@ from engine.storage.models import HumanTask, ProcessInstance
 
 AGE_BUCKETS = ((timedelta(days=1), "<1d"), (timedelta(days=3), "1-3d"), (timedelta(days=7), "3-7d"),
                (None, ">7d"))
-MAX_CASES_READ = 1000
-# The processes whose figures an inspection asks for (JR/T 0099 §4.8 督促检查); the ids of processes/.
-CHANGE_PROCESS, INCIDENT_PROCESS = "change", "incident"
+# Share of the time between an open task's creation and its due time already used.
+TIME_USED_BUCKETS = ("<50%", "50-75%", "75-95%", "95-100%", ">100%")
+
+
+@dataclass
+class SlaFigure:
+    """Tasks measured against their due time: completed in the period, or still open past it."""
+
+    measured: int = 0
+    breaches: int = 0
+
+    @property
+    def rate(self) -> float | None:
+        return self.breaches / self.measured if self.measured else None
 
 
 @dataclass
@@ -34,28 +46,26 @@ class Dashboard:
     overdue_by_role: list[tuple[str, int, int]] = field(default_factory=list)
     overdue_by_person: list[tuple[str, int, int]] = field(default_factory=list)
     ageing: list[tuple[str, int]] = field(default_factory=list)
+    time_used: list[tuple[str, int]] = field(default_factory=list)  # open tasks with a due time, by share used
     weekly: list[tuple[str, int, int]] = field(default_factory=list)  # (week starting, started, completed)
-    change_outcomes: dict[str, int] = field(default_factory=dict)
+    change_outcomes: dict[str, int] = field(default_factory=dict)  # changes closed in the period
+    changes_successful: int = 0
     emergency_changes: int = 0
-    changes: int = 0
-    incident_mttr_hours: float | None = None
-    incidents_resolved: int = 0
-    response_tasks: int = 0
-    response_breaches: int = 0
+    changes: int = 0  # changes requested in the period (with a type)
+    incident_mttr_hours: float | None = None  # mean of detection -> restore
+    incidents_restored: int = 0
+    response: SlaFigure = field(default_factory=SlaFigure)
+    resolution: SlaFigure = field(default_factory=SlaFigure)
     overdue_tasks: list[HumanTask] = field(default_factory=list)
 
     @property
     def change_success_rate(self) -> float | None:
         total = sum(self.change_outcomes.values())
-        return self.change_outcomes.get("成功", 0) / total if total else None
+        return self.changes_successful / total if total else None
 
     @property
     def emergency_ratio(self) -> float | None:
         return self.emergency_changes / self.changes if self.changes else None
-
-    @property
-    def response_breach_rate(self) -> float | None:
-        return self.response_breaches / self.response_tasks if self.response_tasks else None
 
 
 class ReportService:
@@ -63,6 +73,7 @@ class ReportService:
         self.ctx = ctx
         self.access = access
         self.store = store
+        self.kpis: KpiRules = store.kpis  # the figures each save keeps (processes/kpis.json)
 
     def dashboard(self, actor: Actor, days: int = 28, process_id: str | None = None,
                   due_soon: timedelta = timedelta(hours=24)) -> Dashboard:
@@ -71,9 +82,11 @@ class ReportService:
         report = Dashboard(since=now - timedelta(days=max(1, min(days, 366))), now=now, process_id=process_id)
         with self.ctx.db.transaction() as s:
             self._tasks(s, report, due_soon)
+            self._time_used(s, report)
             self._weekly(s, report)
             self._changes(s, report)
             self._incidents(s, report)
+            self._sla(s, report)
         return report
 
     def _open(self, report: Dashboard) -> Any:
@@ -125,36 +138,78 @@ class ReportService:
                 weeks[(local - timedelta(days=local.weekday())).isoformat()][index] += 1
         report.weekly = [(week, a, b) for week, (a, b) in sorted(weeks.items())]
 
-    def _finished(self, s: Any, process_id: str, since: datetime) -> list[tuple[ProcessInstance, dict[str, Any]]]:
-        from engine.cases.runtime import case_data
+    def _epoch(self, column: Any) -> Any:
+        """Seconds since 1970 of a time column, in SQL (SQLite keeps UTC text, PostgreSQL timestamptz)."""
+        if self.ctx.db.is_sqlite:
+            return (func.julianday(column) - 2440587.5) * 86400.0
+        return func.extract("epoch", column)
 
-        rows = list(s.scalars(select(ProcessInstance).where(
-            ProcessInstance.process_id == process_id, ProcessInstance.status == "completed",
-            ProcessInstance.ended_at >= since).order_by(ProcessInstance.id.desc()).limit(MAX_CASES_READ)))
-        return [(row, case_data(self.store.read(s, row))) for row in rows]
+    def _time_used(self, s: Any, report: Dashboard) -> None:
+        """Open tasks with a due time by the share of created -> due already gone: one grouped count."""
+        now, made, due = report.now.timestamp(), self._epoch(HumanTask.created_at), self._epoch(HumanTask.due_at)
+        used, span = now - made, due - made
+        where = [HumanTask.state == "open", HumanTask.due_at.is_not(None)]
+        if report.process_id:
+            where.append(HumanTask.process_id == report.process_id)
+        on_time = HumanTask.due_at >= report.now  # compared as stored: exact at the due time itself
+        counts = s.execute(select(
+            func.count().filter(on_time, used < 0.5 * span),
+            func.count().filter(on_time, used >= 0.5 * span, used < 0.75 * span),
+            func.count().filter(on_time, used >= 0.75 * span, used < 0.95 * span),
+            func.count().filter(on_time, used >= 0.95 * span),
+            func.count().filter(HumanTask.due_at < report.now),
+        ).where(*where)).one()
+        report.time_used = [(label, int(n or 0)) for label, n in zip(TIME_USED_BUCKETS, counts, strict=True)]
+
+    def _sla(self, s: Any, report: Dashboard) -> None:
+        """Response and resolution: only the tasks kpis.json names (never escalations or confirmations)."""
+        for kind, figure in (("response", report.response), ("resolution", report.resolution)):
+            tasks = {pid: ids for pid, ids in self.kpis.sla_tasks(kind).items()
+                     if report.process_id in (None, pid)}
+            if not tasks:
+                continue
+            late_done = and_(HumanTask.state == "completed", HumanTask.completed_at > HumanTask.due_at)
+            late_open = and_(HumanTask.state == "open", HumanTask.due_at < report.now)
+            measured, breaches = s.execute(select(
+                func.count(), func.count().filter(or_(late_done, late_open)),
+            ).where(
+                or_(*[and_(HumanTask.process_id == pid, HumanTask.bpmn_id.in_(ids)) for pid, ids in tasks.items()]),
+                HumanTask.due_at.is_not(None),
+                or_(and_(HumanTask.state == "completed", HumanTask.completed_at >= report.since), late_open),
+            )).one()
+            figure.measured, figure.breaches = int(measured), int(breaches or 0)
 
     def _changes(self, s: Any, report: Dashboard) -> None:
-        if report.process_id not in (None, CHANGE_PROCESS):
+        """Outcomes of the changes closed in the period; emergency share of those requested in it."""
+        kinds = {pid: p for pid, p in self.kpis.processes.items()
+                 if (p.successful_outcomes or p.emergency_categories) and report.process_id in (None, pid)}
+        if not kinds:
             return
+        cases = ProcessInstance.process_id.in_(list(kinds))
         outcomes: Counter[str] = Counter()
-        for _row, data in self._finished(s, CHANGE_PROCESS, report.since):
-            report.changes += 1
-            report.emergency_changes += data.get("change_type") == "emergency"
-            if data.get("outcome"):
-                outcomes[str(data["outcome"])] += 1
+        for process_id, outcome, n in s.execute(
+                select(ProcessInstance.process_id, ProcessInstance.outcome, func.count())
+                .where(cases, ProcessInstance.status == "completed", ProcessInstance.outcome.is_not(None),
+                       ProcessInstance.ended_at >= report.since)
+                .group_by(ProcessInstance.process_id, ProcessInstance.outcome)):
+            outcomes[str(outcome)] += n
+            report.changes_successful += n if outcome in kinds[process_id].successful_outcomes else 0
         report.change_outcomes = dict(outcomes)
+        for process_id, category, n in s.execute(
+                select(ProcessInstance.process_id, ProcessInstance.category, func.count())
+                .where(cases, ProcessInstance.category.is_not(None), ProcessInstance.started_at >= report.since)
+                .group_by(ProcessInstance.process_id, ProcessInstance.category)):
+            report.changes += n
+            report.emergency_changes += n if category in kinds[process_id].emergency_categories else 0
 
     def _incidents(self, s: Any, report: Dashboard) -> None:
-        if report.process_id not in (None, INCIDENT_PROCESS):
-            return
-        durations = [(row.ended_at - row.started_at).total_seconds() / 3600
-                     for row, _data in self._finished(s, INCIDENT_PROCESS, report.since) if row.ended_at]
-        report.incidents_resolved = len(durations)
-        report.incident_mttr_hours = sum(durations) / len(durations) if durations else None
-        timed = select(HumanTask.due_at, HumanTask.completed_at).where(
-            HumanTask.process_id == INCIDENT_PROCESS, HumanTask.state == "completed", HumanTask.due_at.is_not(None),
-            HumanTask.completed_at >= report.since)
-        rows = s.execute(timed).all()
-        report.response_tasks = len(rows)
-        report.response_breaches = sum(1 for due, done in rows if done > due)
-
+        """MTTR: mean of detection -> restore over the cases restored in the period."""
+        took = self._epoch(ProcessInstance.restored_at) - self._epoch(ProcessInstance.detected_at)
+        query = select(func.count(), func.avg(took)).where(
+            ProcessInstance.detected_at.is_not(None), ProcessInstance.restored_at >= report.since,
+            ProcessInstance.restored_at >= ProcessInstance.detected_at)
+        if report.process_id:
+            query = query.where(ProcessInstance.process_id == report.process_id)
+        count, mean = s.execute(query).one()
+        report.incidents_restored = int(count)
+        report.incident_mttr_hours = float(mean) / 3600 if count else None

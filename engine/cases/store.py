@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
+from engine.cases.figures import NO_FIGURES, KpiRules
 from engine.context import EngineContext
 from engine.definitions.assignment import named_assignee, performers, sod_violation
 from engine.definitions.deadlines import due_at, priority_of
@@ -30,7 +31,7 @@ from engine.spiff.messages import can_wait_for_messages, correlation_values, wai
 from engine.spiff.patches import TIMER_CLOCK
 from engine.spiff.sandbox import BUDGET, Budget
 from engine.spiff.timers import next_timer_due
-from engine.spiff.workflow import Workflow, ready_manual_tasks, run_automatic_steps
+from engine.spiff.workflow import Workflow, case_data, ready_manual_tasks, run_automatic_steps
 from engine.storage.db import Sql
 from engine.storage.models import HumanTask, MessageSubscription, ProcessInstance
 
@@ -48,8 +49,13 @@ class OpenCase:
 
 # The save's statements (engine/storage/db.py `Sql`): one UPDATE of the case, revision-checked, and the
 # inbox rows that changed, written in one statement each.
+# The KPI figures (engine/cases/figures.py) ride along: a figure the data no longer shows is kept.
 _SAVE_CASE = Sql("UPDATE process_instance SET state = :state, revision = :revision, status = :status, "
-                 "ended_at = :ended_at, next_timer_due = :next_timer_due WHERE id = :id AND revision = :seen")
+                 "ended_at = :ended_at, next_timer_due = :next_timer_due, "
+                 "detected_at = COALESCE(:detected_at, detected_at), "
+                 "restored_at = COALESCE(:restored_at, restored_at), "
+                 "outcome = COALESCE(:outcome, outcome), category = COALESCE(:category, category) "
+                 "WHERE id = :id AND revision = :seen")
 _STATE = Sql("SELECT state FROM process_instance WHERE id = :id")
 _OPEN_TASK_IDS = Sql("SELECT id FROM human_task WHERE instance_id = :id AND state = 'open'")
 _WITHDRAW = Sql("UPDATE human_task SET state = 'cancelled' WHERE id = :id AND state = 'open'")
@@ -102,6 +108,7 @@ class CaseStore:
         self.calendar: Any = None  # the trading calendar (CalendarService), for due times in working days
         # Called in the saving transaction with the inbox rows a save created (due-time jobs hook in here).
         self.on_tasks_created: list[Callable[[Session, OpenCase, list[HumanTask]], None]] = []
+        self.kpis = KpiRules.of(ctx.settings)  # which case fields are kept as figures (processes/kpis.json)
 
     # load ---------------------------------------------------------------------------------------
     def lock(self, s: Session, instance_id: int) -> ProcessInstance:
@@ -207,14 +214,17 @@ class CaseStore:
                 db.run(s, _WITHDRAW, withdrawn)
         due = next_timer_due(wf)
         revision = row.revision + 1
+        figures = self._figures(case, ready)
         result = db.run(s, _SAVE_CASE, {
             "state": self.ctx.codec.dump_state(wf), "revision": revision, "status": status,
             "ended_at": db.time_in(ended_at), "next_timer_due": db.time_in(due), "id": row.id,
-            "seen": row.revision})
+            "seen": row.revision, "detected_at": db.time_in(figures["detected_at"]),
+            "restored_at": db.time_in(figures["restored_at"]), "outcome": figures["outcome"],
+            "category": figures["category"]})
         if result.rowcount != 1:
             raise Conflict(f"case {row.id} was changed by someone else; reload and try again")
         for key, value in (("revision", revision), ("status", status), ("ended_at", ended_at),
-                           ("next_timer_due", due)):
+                           ("next_timer_due", due), *((k, v) for k, v in figures.items() if v is not None)):
             set_committed_value(row, key, value)
         if created:
             db.run(s, _ADD_TASK, [{c: getattr(t, c) for c in _TASK_COLUMNS} | {
@@ -226,6 +236,14 @@ class CaseStore:
             for listener in self.on_tasks_created:
                 listener(s, case, created)
         return created
+
+    def _figures(self, case: OpenCase, ready: dict[str, Any]) -> dict[str, Any]:
+        """The case's KPI figures from its data (processes/kpis.json); nothing for other processes."""
+        process_id = case.definition.process_id
+        if process_id not in self.kpis.processes:
+            return NO_FIGURES
+        data = next(iter(ready.values())).data if ready else case_data(case.workflow)
+        return self.kpis.figures_of(process_id, data, self.ctx.zone)
 
     def _new_tasks(self, s: Session, case: OpenCase, ready: list[Any], now: datetime) -> list[HumanTask]:
         """Inbox rows for tasks that became ready: role from the lane, the named assignee unless barred."""

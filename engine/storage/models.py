@@ -127,6 +127,11 @@ class ProcessInstance(Base):
     revision: Mapped[int] = mapped_column(Integer, default=1)
     next_timer_due: Mapped[datetime | None] = mapped_column(index=True)
     error: Mapped[str | None] = mapped_column(Text)
+    # KPI figures kept on every save from the case data (processes/kpis.json, engine/cases/figures.py)
+    detected_at: Mapped[datetime | None]  # an incident's discovery
+    restored_at: Mapped[datetime | None]  # when service was restored
+    outcome: Mapped[str | None] = mapped_column(String(64))  # a change's 成功 / 失败 ...
+    category: Mapped[str | None] = mapped_column(String(64))  # a change's type (normal, emergency ...)
     definition: Mapped[ProcessDefinition] = relationship(lazy="select")
 
     # Optimistic locking: every UPDATE checks the revision it read; a stale one raises StaleDataError.

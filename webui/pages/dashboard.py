@@ -28,10 +28,18 @@ def tables(report: Dashboard) -> dict[str, tuple[list[str], list[tuple[Any, ...]
         "ageing": ([_("Age of open tasks"), _("Tasks")], report.ageing),
         "weekly": ([_("Week starting"), _("Started"), _("Completed")], report.weekly),
         "change_outcomes": ([_("Change outcome"), _("Cases")], sorted(report.change_outcomes.items())),
+        "time_used": ([_("Share of time used"), _("Tasks")], report.time_used),
+        "sla": ([_("Commitment"), _("Measured"), _("Breaches"), _("Rate")],
+                [(label, f.measured, f.breaches, percent(f.rate))
+                 for label, f in ((_("Response"), report.response), (_("Resolution"), report.resolution))]),
         "overdue_tasks": ([_("Task"), _("Case"), _("Role"), _("Assignee"), _("Due")],
                           [(t.name, t.instance_id, t.role, t.assignee or "", local_time(t.due_at))
                            for t in report.overdue_tasks]),
     }
+
+
+def percent(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate * 100:.0f}%"
 
 
 def bars(rows: list[tuple[Any, ...]], columns: int = 1) -> dict[str, Any]:
@@ -61,7 +69,7 @@ def index() -> Any:
         return Response("\ufeff" + out.getvalue(), mimetype="text/csv",  # BOM: Excel opens UTF-8 Chinese
                         headers={"Content-Disposition": f"attachment; filename=opsflow-{table}.csv"})
     charts = {"by_process": bars(report.overdue_by_process, 2), "by_role": bars(report.overdue_by_role, 2),
-              "ageing": bars(report.ageing), "weekly": bars(report.weekly, 2)}
+              "ageing": bars(report.ageing), "weekly": bars(report.weekly, 2), "time_used": bars(report.time_used)}
     return render_template("dashboard.html", report=report, tables=named, charts=charts, days=days,
-                           periods=PERIODS, definitions=definitions, process_id=process_id)
+                           periods=PERIODS, definitions=definitions, process_id=process_id, percent=percent)
 
