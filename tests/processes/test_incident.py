@@ -84,8 +84,9 @@ def test_p1_incident_opens_a_linked_emergency(flow: Flow) -> None:
 
 
 def test_reportable_incident_opens_an_emergency_and_a_minor_one_none(flow: Flow) -> None:
-    reportable = reported(flow, system_class="集中交易", outage_minutes=12)  # P3 but 较大: must be reported
-    assert (flow.data(reportable)["priority"], flow.data(reportable)["level"]) == ("P3", "较大")
+    # medium x medium would be P3, but 较大 must be reported: graded P1 (processes/incident_grading.dmn)
+    reportable = reported(flow, system_class="集中交易", outage_minutes=12)
+    assert (flow.data(reportable)["priority"], flow.data(reportable)["level"]) == ("P1", "较大")
     assert links(flow, reportable) == [("emergency", "to", "emergency")]
     minor = reported(flow)
     assert links(flow, minor) == []
