@@ -103,8 +103,7 @@ def test_escalation_confirmation_and_close_steps_are_not_counted_as_response_or_
 def test_response_and_resolution_breaches_against_the_graded_due_times(flow: Flow) -> None:
     clock = flow.engine.ctx.clock
     a = reported(flow, "2026-11-20T18:00:00+08:00")  # P3: respond PT2H, resolve P1D
-    if flow.task(a, "respond").due_at is None:
-        pytest.skip("respond carries no due time yet (issue 15 part 4 adds them from the grading)")
+    assert flow.task(a, "respond").due_at is not None  # graded due times (issue 15 part 4)
     b = reported(flow, "2026-11-20T18:00:00+08:00", impact="medium", urgency="low")  # P4: PT4H, P3D
     c = reported(flow, "2026-11-20T18:00:00+08:00")  # P3
     clock.advance(minutes=30)
@@ -131,8 +130,7 @@ def test_response_and_resolution_breaches_against_the_graded_due_times(flow: Flo
 def test_open_task_past_its_due_time_is_a_breach_before_it_is_done(flow: Flow) -> None:
     case = reported(flow, "2026-11-20T18:00:00+08:00", impact="medium", urgency="low")  # P4: PT4H
     due = flow.task(case, "respond").due_at
-    if due is None:
-        pytest.skip("respond carries no due time yet (issue 15 part 4 adds them from the grading)")
+    assert due is not None
     assert (dashboard(flow).response.measured, dashboard(flow).response.breaches) == (0, 0)  # not yet decided
     flow.engine.ctx.clock.now = due + timedelta(minutes=1)
     report = dashboard(flow)
