@@ -18,6 +18,7 @@ from engine.config import ROOT, Settings
 FIGURES = ("detected_at", "restored_at", "outcome", "category")
 _TIMES = ("detected_at", "restored_at")
 NO_FIGURES: dict[str, Any] = dict.fromkeys(FIGURES)
+_PLAUSIBLE_YEARS = (1990, 2200)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,6 @@ def _moment(value: Any, zone: tzinfo) -> datetime | None:
             value = datetime.fromisoformat(value)
         except ValueError:
             return None
-    if not isinstance(value, datetime):
-        return None
+    if not isinstance(value, datetime) or not _PLAUSIBLE_YEARS[0] <= value.year <= _PLAUSIBLE_YEARS[1]:
+        return None  # year 405 or 9999 is a typing error, not a figure (and year 1 overflows in UTC)
     return value if value.tzinfo is not None else value.replace(tzinfo=zone)

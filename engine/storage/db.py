@@ -218,10 +218,6 @@ def run(session: Session, sql: Sql, params: Params = ()) -> Result:
     return Rows(cursor)
 
 
-# SQLAlchemy's storage format for DateTime on SQLite, so rows written here read back through the ORM.
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
-
-
 class Database:
     def __init__(self, url: str, timeouts: Timeouts = Timeouts()) -> None:
         self.url = url
@@ -333,7 +329,9 @@ class Database:
         if value.tzinfo is None:
             raise ValueError("naive datetimes are never stored")
         value = value.astimezone(UTC)
-        return value.replace(tzinfo=None).strftime(_SQLITE_TIME) if self.is_sqlite else value
+        # SQLAlchemy's storage format for DateTime on SQLite, so rows written here read back through the
+        # ORM; isoformat, not strftime: glibc's %Y writes year 405 as "405", which no reader parses back
+        return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds") if self.is_sqlite else value
 
     @staticmethod
     def time_out(value: Any) -> datetime | None:

@@ -215,3 +215,16 @@ def test_compliance_may_open_the_dashboard_and_staff_may_not(flow: Flow) -> None
     assert flow.engine.reports.dashboard(flow.user("sunyan")).process_id is None  # compliance
     with pytest.raises(Forbidden):
         flow.engine.reports.dashboard(flow.user("zhangwei"))
+
+
+def test_an_implausible_discovery_year_is_no_figure_and_breaks_no_list(flow: Flow) -> None:
+    """Year 405 typed into 发现时间: the case runs, a due time from it stores and reads back, the case list
+    and the dashboard still load, and the year is not counted as a detection time."""
+    case = reported(flow, "0405-07-03T09:00:00+08:00")
+    flow.do(case, "respond", "lina", {"assessment": "网关异常"})
+    resolve = flow.task(case, "resolve")
+    assert resolve is not None and resolve.due_at is not None and resolve.due_at.year == 405
+    resolved(flow, case, "2026-11-20T20:00:00+08:00")
+    assert case in [c.id for c in flow.engine.runtime.cases(process_id="incident")]
+    report = dashboard(flow)
+    assert (report.incidents_restored, report.incident_mttr_hours) == (0, None)
