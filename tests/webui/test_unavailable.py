@@ -46,6 +46,7 @@ def test_an_unreachable_database_answers_503_with_retry_after(tmp_path: Path) ->
         page = client.post("/login", data={"username": "li", "password": PASSWORD, "csrf_token": _csrf(client)})
         assert page.status_code == 503 and page.headers["Retry-After"] == "5"
         assert "the database is unavailable (unreachable)" in page.text
+        assert "<title>503 暂时无法服务" in page.text  # the page says what kind of failure, in Chinese
         ready = client.get("/readyz")
         assert ready.status_code == 503 and ready.get_json()["status"] == "unavailable"
         assert client.get("/healthz").status_code == 200  # the process itself is alive

@@ -136,7 +136,8 @@ def _is_page(req: Request) -> bool:
 
 def render_error(status: int, message: str) -> Any:
     titles = {400: _("Bad request"), 403: _("Not allowed"), 404: _("Not found"), 409: _("Already changed"),
-              413: _("File too large"), 422: _("Cannot be done"), 429: _("Too many attempts")}
+              413: _("File too large"), 422: _("Cannot be done"), 429: _("Too many attempts"),
+              503: _("Temporarily unavailable")}
     if not hasattr(g, "actor"):
         g.actor = None
     return render_template("error.html", status=status, title=titles.get(status, _("Something went wrong")),
