@@ -37,7 +37,7 @@ run: $(STAMP) $(NODE_STAMP)
 test: $(STAMP) $(NODE_STAMP) browser
 	$(BIN)/ruff check engine webui tests bench
 	$(BIN)/mypy engine
-	$(BIN)/python -m pytest -n 2 -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine webui tests bench
