@@ -22,6 +22,7 @@ from engine.cases.reports import ReportService
 from engine.cases.runtime import RuntimeService
 from engine.cases.store import CaseStore
 from engine.config import ROOT, Settings
+from engine.configuration import ConfigurationService
 from engine.context import EngineContext, utc_now
 from engine.definitions.calendar import CalendarService
 from engine.definitions.repository import RepositoryService
@@ -65,6 +66,9 @@ class ProcessEngine:
         self.calendar = CalendarService(settings.processes_dir / "calendar", self.audit)
         self.ctx.environment.services.setdefault("trading_window_check", self.calendar.check_window)
         self.store.calendar = self.calendar  # due times in working (trading) days
+        # The configuration items register (配置项): market codes checked against the calendar's.
+        self.configuration = ConfigurationService(self.ctx, self.audit, self.access,
+                                                  lambda: self.calendar.calendar().markets.keys())
         # Time passing (engine/jobs/): the job table and its tick, case timers and timer starts,
         # escalations and the notifications they send.
         self.notify = NotifyService(self.ctx, self.audit)

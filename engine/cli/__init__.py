@@ -17,6 +17,7 @@ from typing import Any
 from engine import ProcessEngine
 from engine.cli.audit import add_commands as add_audit_commands
 from engine.cli.cases import add_commands as add_case_commands
+from engine.cli.configuration import add_commands as add_ci_commands
 from engine.errors import LintFailed, OpsFlowError, ValidationFailed
 from engine.spiff.parsing import SourceFile
 
@@ -433,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_audit_commands(sub)
     add_case_commands(sub)
+    add_ci_commands(sub)
     return p
 
 

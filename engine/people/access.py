@@ -30,7 +30,8 @@ from engine.storage.models import CaseLink, HumanTask, ProcessInstance
 EVERYONE = "*"
 ACTIONS = ("case.read_all", "case.cancel", "case.cancel_own", "case.cancel_signoff", "case.message",
            "audit.read_all", "tasks.read_all", "tasks.assign", "dashboard.view", "process.deploy",
-           "process.migrate", "registers.edit", "alerts.post", "users.manage", "substitutes.manage")
+           "process.migrate", "registers.edit", "alerts.post", "users.manage", "substitutes.manage",
+           "ci.manage")
 
 
 @dataclass(frozen=True)

@@ -349,3 +349,40 @@ class WebSession(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+
+
+class ConfigItem(Base):
+    """A configuration item (配置项): a system, or a component a firm registers, that cases name.
+
+    Every change to a row is in the audit trail (ci.created / ci.updated with the changed fields),
+    so the row holds only the present state (engine/configuration/).
+    """
+
+    __tablename__ = "config_item"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    core: Mapped[bool]  # 核心交易 (True) or 非核心
+    system_class: Mapped[int | None]  # the 2021 class 一类..五类 as 1..5; None where unclassified
+    markets: Mapped[list[Any]] = mapped_column(JSON)  # market codes of processes/calendar/sessions.json
+    environment: Mapped[str] = mapped_column(String(32))
+    owner_role: Mapped[str] = mapped_column(String(64))
+    maintainer_a: Mapped[str] = mapped_column(String(64))
+    maintainer_b: Mapped[str] = mapped_column(String(64))
+    vendor: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # 在用|停用|建设中|已下线
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(64))
+
+
+class ConfigItemRelation(Base):
+    """`from_id` depends on, or runs on, `to_id`."""
+
+    __tablename__ = "config_item_relation"
+    __table_args__ = (UniqueConstraint("from_id", "to_id", "kind"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    from_id: Mapped[int] = mapped_column(ForeignKey("config_item.id", ondelete="CASCADE"), index=True)
+    to_id: Mapped[int] = mapped_column(ForeignKey("config_item.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # depends_on|runs_on
