@@ -35,15 +35,20 @@ def is_abstract_task(ts: Any) -> bool:
     return isinstance(ts, NoneTask)
 
 
-_SPEC_FACTS: dict[tuple[int, str], bool] = {}
+_FACTS = "_opsflow_facts"
 
 
 def any_task_spec(workflow: Any, fact: str, test: Callable[[Any], bool]) -> bool:
     """Whether any task spec of the process or a subprocess it calls passes `test`; specs are shared
-    per deployed version, so each fact is worked out once per version."""
-    key = (id(workflow.spec), fact)
-    known = _SPEC_FACTS.get(key)
+    per deployed version, so each fact is worked out once per version and kept on the spec itself
+    (not keyed by id(): a spec dropped from the cache frees its id for another version's spec, which
+    then inherited the wrong facts; a case never got its message subscriptions)."""
+    facts: dict[str, bool] | None = getattr(workflow.spec, _FACTS, None)
+    if facts is None:
+        facts = {}
+        setattr(workflow.spec, _FACTS, facts)
+    known = facts.get(fact)
     if known is None:
         specs = [workflow.spec, *(workflow.subprocess_specs or {}).values()]
-        known = _SPEC_FACTS[key] = any(test(ts) for spec in specs for ts in spec.task_specs.values())
+        known = facts[fact] = any(test(ts) for spec in specs for ts in spec.task_specs.values())
     return known
