@@ -42,7 +42,8 @@ engine = ProcessEngine(make_settings(sys.argv[1], Path(sys.argv[2])))
 def effect(s, job):
     engine.notify.notify(s, ["wang"], Message(f"job {job.id}", "effect"), channels=("inapp",))
     s.flush()
-    Path(sys.argv[3]).write_text(str(job.id))
+    Path(sys.argv[3] + ".part").write_text(str(job.id))
+    Path(sys.argv[3] + ".part").rename(sys.argv[3])  # whole: the test reads it as soon as it exists
     time.sleep(600)
 
 engine.jobs.register("effect", effect)
