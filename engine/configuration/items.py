@@ -22,8 +22,8 @@ from engine.people.identity import Actor
 from engine.storage.audit import AuditService
 from engine.storage.models import ConfigItem, ConfigItemRelation, Role
 
-COLUMNS = ("core", "system_class", "markets", "environment", "owner_role", "maintainer_a", "maintainer_b", "vendor",
-           "version", "status")
+COLUMNS = ("core", "system_class", "category", "markets", "environment", "owner_role", "maintainer_a", "maintainer_b",
+           "vendor", "version", "status")
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class ItemView:
     class_label: str
     system_class: int | None
     system_class_label: str | None
+    category: str
     markets: list[str]
     environment: str
     owner_role: str
@@ -55,8 +56,9 @@ class ItemView:
     def matches(self, text: str) -> bool:
         needle = text.strip().lower()
         return any(needle in str(v).lower() for v in (
-            self.name, self.class_label, self.system_class_label or "", " ".join(self.markets), self.environment,
-            self.owner_role, self.maintainer_a, self.maintainer_b, self.vendor, self.version, self.status))
+            self.name, self.class_label, self.system_class_label or "", self.category, " ".join(self.markets),
+            self.environment, self.owner_role, self.maintainer_a, self.maintainer_b, self.vendor, self.version,
+            self.status))
 
 
 @dataclass
@@ -177,8 +179,8 @@ class ConfigurationService:
             for rel in s.scalars(select(ConfigItemRelation)):
                 related.setdefault((rel.from_id, rel.kind), []).append(names[rel.to_id])
             views = [ItemView(i.id, i.name, i.core, class_label(i.core), i.system_class,
-                              system_class_label(i.system_class), list(i.markets), i.environment, i.owner_role,
-                              i.maintainer_a, i.maintainer_b, i.vendor, i.version, i.status,
+                              system_class_label(i.system_class), i.category, list(i.markets), i.environment,
+                              i.owner_role, i.maintainer_a, i.maintainer_b, i.vendor, i.version, i.status,
                               sorted(related.get((i.id, "depends_on"), [])), sorted(related.get((i.id, "runs_on"), [])),
                               i.updated_at, i.updated_by) for i in items]
         return [v for v in views if v.matches(search)] if search else views

@@ -14,11 +14,14 @@ from engine.errors import FieldError
 
 CLASSES = {"核心交易": True, "非核心": False}  # the firm's own split: core trading systems or not
 SYSTEM_CLASSES = {"一类": 1, "二类": 2, "三类": 3, "四类": 4, "五类": 5}  # the 2021 classification
+# The business categories incident grading reads (processes/incident_level.dmn); 其他 grades on data only.
+CATEGORIES = ("集中交易", "网上交易", "期货交易", "行情", "第三方存管", "融资融券", "银期转账", "清算", "其他")
 STATUSES = ("在用", "停用", "建设中", "已下线")
+IN_SERVICE = ("在用", "建设中")  # what a form's picker offers: an item being built may have changes, incidents too
 KINDS = ("depends_on", "runs_on")
 TEXT_FIELDS = {"environment": "生产", "owner_role": "", "maintainer_a": "", "maintainer_b": "", "vendor": "",
                "version": "", "status": "在用"}
-KEYS = {"name", "class", "system_class", "markets", *TEXT_FIELDS, *KINDS}
+KEYS = {"name", "class", "system_class", "category", "markets", *TEXT_FIELDS, *KINDS}
 
 
 def class_label(core: bool) -> str:
@@ -96,6 +99,11 @@ def _record(where: str, row: Any, problems: list[FieldError]) -> ItemRecord | No
     else:
         fields["core"] = CLASSES[row["class"]]
     fields["system_class"] = _system_class(where, row.get("system_class"), problems)
+    category = row.get("category", "其他")
+    if category not in CATEGORIES:
+        problems.append(FieldError(where, f"unknown category {category!r} (one of: {', '.join(CATEGORIES)})"))
+    else:
+        fields["category"] = category
     markets = row.get("markets", [])
     if not isinstance(markets, list) or not all(isinstance(m, str) and m.strip() for m in markets):
         problems.append(FieldError(where, "markets must be a list of market codes"))

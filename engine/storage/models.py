@@ -363,6 +363,8 @@ class ConfigItem(Base):
     name: Mapped[str] = mapped_column(String(128), unique=True)
     core: Mapped[bool]  # 核心交易 (True) or 非核心
     system_class: Mapped[int | None]  # the 2021 class 一类..五类 as 1..5; None where unclassified
+    # the business category incident grading reads (集中交易, 网上交易, ... 其他: records.CATEGORIES)
+    category: Mapped[str] = mapped_column(String(32), default="其他", server_default="其他")
     markets: Mapped[list[Any]] = mapped_column(JSON)  # market codes of processes/calendar/sessions.json
     environment: Mapped[str] = mapped_column(String(32))
     owner_role: Mapped[str] = mapped_column(String(64))
@@ -375,6 +377,19 @@ class ConfigItem(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime]
     updated_by: Mapped[str] = mapped_column(String(64))
+
+
+class CaseItem(Base):
+    """A case names an item (the systems a change touches, an incident hits): both ways, so an item's
+    page lists its cases and a case its items. Written when a form's register field is submitted."""
+
+    __tablename__ = "case_item"
+    __table_args__ = (UniqueConstraint("instance_id", "item_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("config_item.id", ondelete="CASCADE"), index=True)
+    linked_at: Mapped[datetime]
+    linked_by: Mapped[str] = mapped_column(String(64))
 
 
 class ConfigItemRelation(Base):

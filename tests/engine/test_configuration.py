@@ -48,6 +48,8 @@ def test_import_registers_the_systems_with_their_class_markets_and_relations(eng
     assert trading.depends_on == ["清算", "行情"] and trading.runs_on == ["交易主机集群"]
     assert (items["清算"].core, items["清算"].system_class_label) == (False, "三类")
     assert items["期货交易"].markets == ["CFFEX", "CZCE", "DCE", "INE", "SHFE"]
+    categories = (trading.category, items["期货交易"].category, items["期货主机"].category)
+    assert categories == ("集中交易", "期货交易", "其他")
     assert items["期货交易"].system_class == 1  # a number is read as the class too
     assert items["交易主机集群"].system_class is None and items["交易主机集群"].status == "在用"
     events = ci_events(engine)
@@ -91,6 +93,7 @@ def test_a_bad_file_is_refused_whole_naming_each_row(engine: ProcessEngine, mana
     bad[1]["class"] = "重要"
     bad[2]["depends_on"] = ["核心数据库"]
     bad[4]["markets"] = ["CFFEX", "NYSE"]
+    bad[5]["category"] = "交易"  # not a category the grading rules know
     bad.append({"name": "清算", "class": "非核心"})
     with pytest.raises(ValidationFailed) as refused:
         engine.configuration.import_items(manager, dump(bad), "config_items.json")
@@ -99,6 +102,7 @@ def test_a_bad_file_is_refused_whole_naming_each_row(engine: ProcessEngine, mana
     assert ("item 3 (行情)",
             "depends_on names '核心数据库', which is neither in the file nor in the register") in problems
     assert any(f == "item 5 (期货交易)" and "unknown market 'NYSE'" in m for f, m in problems)
+    assert any(f == "item 6 (交易主机集群)" and m.startswith("unknown category '交易'") for f, m in problems)
     assert ("item 8 (清算)", "duplicate name '清算' (also item 4 (清算))") in problems
     assert "nothing imported" in refused.value.message
     assert engine.configuration.list_items("集中交易")[0].version == "UF2.0 V202601"
