@@ -106,6 +106,13 @@ class LoginLocked(OpsFlowError):
                          {"retry_after": retry_after})
 
 
+class NotInstalled(OpsFlowError):
+    """Something the server needs is not installed (a font, a program): the operator must install what the
+    message names; trying again does not help until then (HTTP 503)."""
+
+    code = "not_installed"
+
+
 class Unavailable(OpsFlowError):
     """The database cannot be reached or written right now (unreachable, locked, timed out, read-only):
     the action was rolled back (unless the connection dropped during the commit itself, which the database

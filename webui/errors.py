@@ -1,4 +1,4 @@
-"""HTTP status for each engine error (docs/CONTRACT.md: 400, 401, 403, 404, 409, 422)."""
+"""HTTP status for each engine error (docs/CONTRACT.md: 400, 401, 403, 404, 409, 422; 429 and 503 below)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from engine.errors import (
     LintFailed,
     LoginLocked,
     NotFound,
+    NotInstalled,
     OpsFlowError,
     ProcessError,
     Unavailable,
@@ -27,6 +28,7 @@ STATUS: dict[type[OpsFlowError], int] = {
     LoginLocked: 429,  # too many failed logins: wait (Retry-After)
     AuditUnavailable: 503,  # nothing is done while the trail cannot be written
     Unavailable: 503,  # the database cannot be reached or written: try again (Retry-After)
+    NotInstalled: 503,  # the server lacks something it needs (a font): the operator installs it
 }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from engine.cases.report_book import report_pdf
+from engine.cases.report_book import report_docx, report_pdf
 from engine.cases.runtime import RuntimeService
 from engine.context import EngineContext
 from engine.definitions.repository import RepositoryService
@@ -80,6 +80,13 @@ class RegulatoryRegister:
         firsts = [r for r in self._all(instance_id) if r.kind == FIRST_REPORT]
         return report_pdf(case.id, case.data, case.title, firsts[-1] if firsts else None,
                           self.ctx.settings.timezone)
+
+    def report_book_docx(self, actor: Actor, instance_id: int) -> bytes:
+        """The same 报告书 as a Word document (DOCX), for those who fill in or sign it in Word or WPS."""
+        case = self.runtime.show(instance_id, actor)
+        firsts = [r for r in self._all(instance_id) if r.kind == FIRST_REPORT]
+        return report_docx(case.id, case.data, case.title, firsts[-1] if firsts else None,
+                           self.ctx.settings.timezone)
 
     def _all(self, instance_id: int | None) -> list[RegulatoryReport]:
         marked = self._marked_steps()

@@ -123,18 +123,22 @@ def test_the_printed_report_book_shows_its_chinese_text_in_an_embedded_font(flow
     assert_report_book(pdf, flow.engine.runtime.show(case).title, "集中交易主机宕机", "zhaolei")
 
 
-def assert_report_book(pdf: bytes, *texts: str) -> None:
-    """The PDF embeds a TrueType font, its text layer reads back the given Chinese, and the page drawn
-    as an image has ink where the title is (a font without the glyphs would print blanks or boxes)."""
+def assert_report_book(pdf: bytes, *texts: str, form: str = "信息安全事件情况报告书") -> None:
+    """The PDF embeds a TrueType font, its text layer reads back the form's title and the given Chinese, and
+    the page drawn as an image has ink where the title is (a font without the glyphs would print blanks or
+    boxes)."""
     assert pdf.startswith(b"%PDF") and b"/FontFile2" in pdf
-    document = pdfium.PdfDocument(pdf)
-    page = document[0]
-    text = page.get_textpage().get_text_range()
-    assert "信息安全事件情况报告书" in text
+    text = report_book_text(pdf)
+    assert form in text
     for expected in texts:
         assert expected in text, f"{expected!r} not in the 报告书"
-    image = page.render(scale=1).to_pil().convert("L")
+    image = pdfium.PdfDocument(pdf)[0].render(scale=1).to_pil().convert("L")
     width, height = image.size
     title_band = image.crop((0, 0, width, height // 8))
     dark = sum(title_band.histogram()[:128])
     assert dark > 500, f"the title band is blank ({dark} dark pixels)"
+
+
+def report_book_text(pdf: bytes) -> str:
+    """The text layer of every page, as a reader's copy and paste would get it."""
+    return "\n".join(page.get_textpage().get_text_range() for page in pdfium.PdfDocument(pdf))

@@ -1,5 +1,6 @@
 """The register of regulatory reports as compliance sees it (/compliance/reports) and the 报告书 download:
-a late 首报 shows as late, the filters narrow the list, staff are refused, the PDF shows Chinese text.
+a late 首报 shows as late, the filters narrow the list, staff are refused, the PDF shows Chinese text and the
+DOCX holds it too; without a Chinese font on the server both answer 503 naming what to install.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from tests.conftest import Clock
 from tests.processes.conftest import SHANGHAI, Flow, clock, engine, flow  # noqa: F401
 from tests.processes.test_emergency import APPROVE, FIRST_REPORT, SUBMITTED
 from tests.processes.test_regulatory_register import assert_report_book, reporting_only
+from tests.processes.test_report_book_docx import DOCX_MIMETYPE, assert_report_docx, no_chinese_font  # noqa: F401
 from tests.webui.test_pages_support import Pages
 from webui import create_app
 
@@ -65,6 +67,7 @@ def test_staff_are_refused_with_a_403_page(pages: Pages, flow: Flow) -> None:
     pages.sign_in("huangmin")  # 测试负责人: takes no part in the emergency, may not read the case nor its 报告书
     assert pages.get("/compliance/reports").status_code == 403
     assert pages.get(f"/cases/{case}/report.pdf").status_code == 403
+    assert pages.get(f"/cases/{case}/report.docx").status_code == 403
 
 
 def test_the_report_book_downloads_as_a_pdf_showing_chinese_text(pages: Pages, flow: Flow) -> None:
@@ -76,3 +79,26 @@ def test_the_report_book_downloads_as_a_pdf_showing_chinese_text(pages: Pages, f
     response = pages.get(f"/cases/{case}/report.pdf")
     assert response.status_code == 200 and response.mimetype == "application/pdf"
     assert_report_book(response.data, flow.engine.runtime.show(case).title, "上海主数据中心", "住所地证监局")
+
+
+def test_the_report_book_downloads_as_a_docx_beside_the_pdf(pages: Pages, flow: Flow) -> None:
+    case = reporting_only(flow)
+    flow.do(case, "first_report", "sunyan", FIRST_REPORT)
+    flow.do(case, "sign_first_report", "zhaolei", APPROVE)
+    pages.sign_in("sunyan")
+    assert f'/cases/{case}/report.docx' in pages.get("/compliance/reports").text
+    response = pages.get(f"/cases/{case}/report.docx")
+    assert response.status_code == 200 and response.mimetype == DOCX_MIMETYPE
+    assert f'filename="report-{case}.docx"' in response.headers["Content-Disposition"]
+    assert_report_docx(response.data, flow.engine.runtime.show(case).title, "上海主数据中心", "住所地证监局")
+
+
+@pytest.mark.usefixtures("no_chinese_font")
+def test_without_a_chinese_font_the_report_book_answers_503_naming_what_to_install(pages: Pages,
+                                                                                    flow: Flow) -> None:
+    case = reporting_only(flow)
+    pages.sign_in("sunyan")
+    for export in ("report.pdf", "report.docx"):
+        response = pages.get(f"/cases/{case}/{export}")
+        assert response.status_code == 503 and "<html" in response.text, export
+        assert "fonts-wqy-zenhei" in response.text and "OPSFLOW_CJK_FONT" in response.text

@@ -1,5 +1,5 @@
 """Compliance's register of regulatory reports (/compliance/reports): what is due, overdue, sent and late,
-with filters; and a case's 报告书 as PDF (/cases/<id>/report.pdf).
+with filters; and a case's 报告书 as PDF (/cases/<id>/report.pdf) or DOCX (/cases/<id>/report.docx).
 
 The engine decides who may read them (RegulatoryRegister: the grant case.read_all; the 报告书 follows the
 case's readers) and computes every status.
@@ -19,6 +19,7 @@ from webui.pages import render_error
 from webui.pages.auth import login_required
 
 bp = Blueprint("regulatory", __name__)
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 
 @bp.errorhandler(Forbidden)
@@ -46,3 +47,11 @@ def report_book(instance_id: int) -> Any:
     pdf = engine_of_app().regulatory.report_book(g.actor, instance_id)
     return Response(pdf, mimetype="application/pdf",
                     headers={"Content-Disposition": f'inline; filename="report-{instance_id}.pdf"'})
+
+
+@bp.get("/cases/<int:instance_id>/report.docx")
+@login_required
+def report_book_docx(instance_id: int) -> Any:
+    docx = engine_of_app().regulatory.report_book_docx(g.actor, instance_id)
+    return Response(docx, mimetype=DOCX,
+                    headers={"Content-Disposition": f'attachment; filename="report-{instance_id}.docx"'})
