@@ -17,7 +17,13 @@ from sqlalchemy.engine import make_url
 
 from engine import ProcessEngine, Settings
 from engine.people.identity import Actor
+from engine.people.passwords import HASH_COST_VARIABLE
 from engine.spiff.parsing import SourceFile
+
+# Fixture users are hashed at Argon2's cheapest cost: at the production cost (~0.2 s a hash) they took
+# minutes of the suite. Subprocesses the tests start inherit it. tests/engine/test_identity_lifecycle.py
+# proves the production default. (engine/people/passwords.py)
+os.environ[HASH_COST_VARIABLE] = "minimal"
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

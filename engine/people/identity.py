@@ -19,14 +19,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import CursorResult, Result, delete, select, update
 from sqlalchemy.orm import Session
 
 from engine.context import EngineContext
 from engine.errors import BadRequest, Conflict, LoginLocked, NotFound, WrongPassword
-from engine.people.passwords import check_policy, failures_since_success, locked_until, retry_after
+from engine.people.passwords import check_policy, failures_since_success, locked_until, password_hasher, retry_after
 from engine.storage.audit import AuditService
 from engine.storage.db import Sql
 from engine.storage.models import ApiToken, LoginAttempt, Role, User, UserRole, WebSession
@@ -34,7 +33,6 @@ from engine.storage.models import ApiToken, LoginAttempt, Role, User, UserRole, 
 if TYPE_CHECKING:  # access.py reads Actor from here
     from engine.people.access import AccessPolicy
 
-_hasher = PasswordHasher()
 MANAGE_USERS = "users.manage"  # the grant (processes/access.json) an Actor needs to change users
 # One address may fail this many times the per-name limit (password spraying across names); looser,
 # since many people can share an address behind a proxy.
@@ -127,7 +125,7 @@ class IdentityService:
             raise BadRequest("a username is 1-64 characters without spaces")
         if password is not None and password_policy:
             check_policy(username, password)
-        hashed = _hasher.hash(password) if password else None  # before the write lock: Argon2 is slow
+        hashed = password_hasher().hash(password) if password else None  # before the write lock: Argon2 is slow
         with self.ctx.db.transaction() as s:
             if s.scalars(select(User).where(User.username == username)).first() is not None:
                 raise Conflict(f"user {username!r} already exists")
@@ -183,7 +181,7 @@ class IdentityService:
         the user ends (they sign in again with it). API tokens stay. Returns how many sessions ended."""
         who = self._manager(by)
         check_policy(username, password)
-        hashed = _hasher.hash(password)
+        hashed = password_hasher().hash(password)
         with self.ctx.db.transaction() as s:
             user = self._user(s, username)
             user.password_hash = hashed
@@ -199,7 +197,7 @@ class IdentityService:
         check_policy(username, new)
         if self.login(username, current, address, purpose="password change") is None:
             raise WrongPassword()
-        hashed = _hasher.hash(new)
+        hashed = password_hasher().hash(new)
         with self.ctx.db.transaction() as s:
             user = self._user(s, username)
             user.password_hash = hashed
@@ -306,7 +304,7 @@ class IdentityService:
             actor = self._actor(user) if user else None
             stored, active = (user.password_hash, user.active) if user else (None, False)
         try:
-            _hasher.verify(stored or _dummy_hash(), password)
+            password_hasher().verify(stored or _dummy_hash(), password)
         except (VerificationError, InvalidHashError):
             return None, "unknown user" if actor is None else "wrong password"
         if actor is None or stored is None:
@@ -457,7 +455,7 @@ def _account(user: User) -> Account:
 def _dummy_hash() -> str:
     """Verified against when the user does not exist, so timing does not reveal who exists (made on
     first use: an Argon2 hash is ~150 ms that every command would pay at import)."""
-    return _hasher.hash("opsflow-no-such-user")
+    return password_hasher().hash("opsflow-no-such-user")
 
 
 def _token_hash(token: str) -> str:

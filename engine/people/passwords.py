@@ -1,4 +1,4 @@
-"""The password rules and the lockout arithmetic, without I/O (IdentityService applies them).
+"""The password rules, the Argon2 cost and the lockout arithmetic, without I/O (IdentityService applies them).
 
 Every way a password is set (the CLI, the admin page, the user's own page) is held to `check_policy`;
 only `opsflow init --demo` seeds its known demo password without it, and says so.
@@ -6,10 +6,14 @@ only `opsflow init --demo` seeds its known demo password without it, and says so
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from math import ceil
 
+from argon2 import PasswordHasher, Type
+
+from engine.config import ConfigError
 from engine.errors import WeakPassword
 
 MIN_LENGTH = 10
@@ -24,6 +28,26 @@ COMMON_PASSWORDS = frozenset({
     "admin12345", "admin123456", "administrator1", "welcome123", "letmein123", "changeme123", "test123456",
     "woaini1314", "woaini5201314", "opsflow123", "opsflow2026", "opsflow12345",
 })
+
+
+# OPSFLOW_PASSWORD_HASH_COST: "default" (unset) is RFC 9106's low-memory Argon2id profile (t=3, 64 MiB,
+# p=4; ~0.2 s a hash), what every stored password gets. "minimal" (t=1, 8 KiB, p=1) is for the test
+# suite only, whose hundreds of fixture users would otherwise spend minutes hashing. A hash carries
+# its own parameters, so one made at either cost verifies under the other.
+HASH_COST_VARIABLE = "OPSFLOW_PASSWORD_HASH_COST"
+_HASHERS = {
+    "default": PasswordHasher(time_cost=3, memory_cost=65536, parallelism=4, hash_len=32, salt_len=16,
+                              type=Type.ID),
+    "minimal": PasswordHasher(time_cost=1, memory_cost=8, parallelism=1, hash_len=32, salt_len=16, type=Type.ID),
+}
+
+
+def password_hasher() -> PasswordHasher:
+    """The Argon2 hasher at the configured cost (read on each use, so a test can switch it)."""
+    cost = os.environ.get(HASH_COST_VARIABLE) or "default"
+    if cost not in _HASHERS:
+        raise ConfigError(f"{HASH_COST_VARIABLE} must be one of {', '.join(_HASHERS)}, not {cost!r}")
+    return _HASHERS[cost]
 
 
 def check_policy(username: str, password: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,10 +16,11 @@ from engine import ProcessEngine, Settings
 from engine.config import ConfigError
 from engine.errors import Conflict, Forbidden, LoginLocked, WeakPassword, WrongPassword
 from engine.people.identity import Actor
-from engine.people.passwords import check_policy, failures_since_success, locked_until
+from engine.people.passwords import HASH_COST_VARIABLE, check_policy, failures_since_success, locked_until
 from engine.storage.migrations import upgrade
 from engine.storage.models import LoginAttempt, User, WebSession
 from tests.conftest import FIXTURES, ROOT, Clock, make_settings
+from tests.engine.command_line import run_opsflow
 
 GOOD = "Kunlun-2026-pw"
 DAY = timedelta(hours=10)
@@ -285,6 +285,27 @@ def test_an_admin_cannot_lock_themselves_out(engine: ProcessEngine) -> None:
     assert engine.identity.find("root").roles == {"admin"}
 
 
+# the Argon2 cost --------------------------------------------------------------------------------
+def test_passwords_are_stored_at_the_full_argon2_cost_and_a_cheap_hash_still_verifies(
+        engine: ProcessEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine.identity.add_user("cheap", ["staff"], password=GOOD)  # the suite's minimal cost (tests/conftest.py)
+    monkeypatch.delenv(HASH_COST_VARIABLE)  # as in production: the variable unset
+    engine.identity.add_user("lina", ["ops_engineer"], password=GOOD)
+    with engine.ctx.db.read() as s:
+        stored = {name: hashed for name, hashed in s.execute(select(User.username, User.password_hash))}
+    assert stored["lina"].startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert stored["cheap"].startswith("$argon2id$v=19$m=8,t=1,p=1$")
+    # a hash carries its parameters: one made at another cost still signs in, and still refuses
+    assert engine.identity.login("cheap", GOOD, "10.0.0.9").username == "cheap"
+    assert engine.identity.login("cheap", GOOD + "x", "10.0.0.9") is None
+    assert engine.identity.login("lina", GOOD, "10.0.0.9").username == "lina"
+    monkeypatch.setenv(HASH_COST_VARIABLE, "cheapest")
+    with pytest.raises(ConfigError, match="OPSFLOW_PASSWORD_HASH_COST must be one of default, minimal, not 'cheapest'"):
+        engine.identity.set_password("lina", "Taishan-2027")
+    with engine.ctx.db.read() as s:
+        assert s.scalars(select(User.password_hash).where(User.username == "lina")).one() == stored["lina"]
+
+
 # the command line -------------------------------------------------------------------------------
 @pytest.fixture
 def opsflow(database_url: str, tmp_path: Path):
@@ -293,10 +314,7 @@ def opsflow(database_url: str, tmp_path: Path):
     env.pop("OPSFLOW_AUDIT_KEY", None)
 
     def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-        result = subprocess.run([sys.executable, "-m", "engine.cli", *args], env=env, cwd=tmp_path,
-                                capture_output=True, text=True, input=stdin, timeout=120)
-        assert "Traceback" not in result.stderr, result.stderr
-        return result
+        return run_opsflow(args, env, tmp_path, stdin)  # in this process (tests/engine/command_line.py)
 
     return run
 
@@ -337,9 +355,8 @@ def test_cli_init_demo_says_the_policy_is_skipped_and_leaves_existing_users(opsf
 
 
 def test_a_bad_login_setting_is_one_line_and_exit_1(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "engine.cli", "tick"], capture_output=True, text=True,
-                            env={**os.environ, "OPSFLOW_LOGIN_MAX_FAILURES": "many",
-                                 "OPSFLOW_VAR_DIR": str(tmp_path / "var")}, cwd=tmp_path, timeout=60)
+    result = run_opsflow(["tick"], {**os.environ, "OPSFLOW_LOGIN_MAX_FAILURES": "many",
+                                    "OPSFLOW_VAR_DIR": str(tmp_path / "var")}, tmp_path)
     assert result.returncode == 1
     assert result.stderr == "error: OPSFLOW_LOGIN_MAX_FAILURES must be a whole number from 1 to 1000, not 'many'\n"
 
