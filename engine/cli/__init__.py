@@ -278,9 +278,9 @@ def cmd_worker(engine: ProcessEngine, args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(engine: ProcessEngine, args: argparse.Namespace) -> int:
-    if args.retry:
-        job = engine.jobs.retry(args.retry, actor=args.as_user or "cli")
-        print(f"job {job.id} ({job.kind}) is due again")
+    if args.retry:  # for a user (--as): their grant decides, as on the failures page; else the operator
+        by = engine.identity.get(args.as_user) if args.as_user else CLI
+        print(f"job {engine.failures.retry(by, job_id=args.retry)} is due again")
         return 0
     for job in engine.jobs.jobs(state=args.state, kind=args.kind, limit=args.limit):
         where = f"case {job.instance_id}" if job.instance_id else "-"
@@ -421,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--kind")
     c.add_argument("--limit", type=int, default=50)
     c.add_argument("--retry", type=int, metavar="JOB_ID", help="give a failed job new retries")
-    c.add_argument("--as", dest="as_user")
+    c.add_argument("--as", dest="as_user", help="the user the retry is done for (needs process.deploy); "
+                                                "without it, the operator running the command")
     c.set_defaults(func=cmd_jobs)
 
     calendar = sub.add_parser("calendar", help="the trading calendar").add_subparsers(

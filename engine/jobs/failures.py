@@ -84,23 +84,21 @@ class FailureService:
                                    int(job.payload.get("_attempts", 0)), job.id, job.kind, "failed"))
         return out[:limit]
 
-    def retry(self, actor: Actor, *, instance_id: int | None = None, job_id: int | None = None) -> int:
+    def retry(self, by: Actor | str, *, instance_id: int | None = None, job_id: int | None = None) -> int:
         """Run a stuck case's timer, or a failed job, again now; returns the job that will run it.
 
-        The job service records `job.retried` with the actor; a stuck case with no job left waiting gets
-        a new timer job (recorded as `timer.retry_scheduled`).
+        `by` is a user, held to the grant, or the name of the operator at the shell (`opsflow jobs
+        --retry` without --as), who runs the installation. A case that is not stuck and a job that is
+        not failed are refused, nothing changed. The job service records `job.retried` with the actor;
+        a stuck case with no job left waiting gets a new timer job (recorded as `timer.retry_scheduled`).
         """
-        self.access.require(actor, GRANT, "retry a failed case or job")
+        if isinstance(by, Actor):
+            self.access.require(by, GRANT, "retry a failed case or job")
+        actor = by.username if isinstance(by, Actor) else by
         if (instance_id is None) == (job_id is None):
             raise BadRequest("name either a case or a job to retry")
         if job_id is not None:
-            with self.ctx.db.read() as s:
-                job = s.get(Job, job_id)
-                if job is None:
-                    raise NotFound(f"unknown job {job_id}")
-                if job.state != "failed":
-                    raise Conflict(f"job {job_id} is {job.state}, not failed")
-            return self.jobs.retry(job_id, actor.username).id
+            return self.jobs.retry(job_id, actor).id  # refuses a job that is not failed
         assert instance_id is not None
         with self.ctx.db.transaction() as s:
             row = s.get(ProcessInstance, instance_id)
@@ -114,7 +112,6 @@ class FailureService:
             if waiting is None:
                 job = self.timers.schedule_retry(s, instance_id)
                 s.flush()
-                self.audit.record(s, actor.username, "timer.retry_scheduled", instance_id=instance_id,
-                                  data={"job": job.id})
+                self.audit.record(s, actor, "timer.retry_scheduled", instance_id=instance_id, data={"job": job.id})
                 return job.id
-        return self.jobs.retry(waiting, actor.username).id
+        return self.jobs.retry(waiting, actor, pending_too=True).id  # a retry due later: brought forward

@@ -43,7 +43,7 @@ from sqlalchemy import CursorResult, Select, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.context import EngineContext
-from engine.errors import NotFound
+from engine.errors import Conflict, NotFound
 from engine.storage.audit import AuditService
 from engine.storage.models import Job
 
@@ -145,12 +145,17 @@ class JobService:
                 query = query.where(Job.instance_id == instance_id)
             return list(s.scalars(query.order_by(Job.due_at, Job.id).limit(limit)))
 
-    def retry(self, job_id: int, actor: str = "system", retries: int = DEFAULT_RETRIES) -> Job:
-        """Give a failed job new retries, due now (an operator fixed the cause)."""
+    def retry(self, job_id: int, actor: str = "system", retries: int = DEFAULT_RETRIES,
+              pending_too: bool = False) -> Job:
+        """Give a failed job new retries, due now (an operator fixed the cause). A done or cancelled job
+        ran its course and a pending one still retries on its own: refused, unless `pending_too` (a stuck
+        case's retry job brought forward, engine/jobs/failures.py). Checked under the row lock."""
         with self.ctx.db.transaction() as s:
             job = s.get(Job, job_id, with_for_update=True)
             if job is None:
                 raise NotFound(f"unknown job {job_id}")
+            if job.state != "failed" and not (pending_too and job.state == "pending"):
+                raise Conflict(f"job {job_id} is {job.state}, not failed: nothing to retry")
             job.state, job.retries_left, job.due_at, job.done_at = "pending", retries, self.ctx.now(), None
             job.lock_owner = job.lock_expires_at = None
             self.audit.record(s, actor, "job.retried", instance_id=job.instance_id, task_id=job.task_id,

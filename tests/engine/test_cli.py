@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import getpass
-import io
 import json
 import os
 import shutil
@@ -12,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -23,9 +20,9 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from engine import ProcessEngine
-from engine.cli import main
-from engine.storage.models import AuditEvent, AuditHead
+from engine.storage.models import AuditEvent, AuditHead, Job
 from tests.conftest import FIXTURES, ROOT, Clock, make_settings
+from tests.engine.command_line import run_opsflow
 from tests.engine.local_servers import WebhookServer, free_port, webhook_server  # noqa: F401
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "bpmn-miwg-reference"
@@ -45,9 +42,11 @@ def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def opsflow_process(cli_env: dict[str, str], tmp_path: Path):
-    """`opsflow ARGS` as its own process, exactly as a user types it."""
+    """`opsflow ARGS` as its own process, exactly as a user types it: the installed console script."""
+    console_script = Path(sys.executable).with_name("opsflow")
+
     def run(*args: str, stdin: str | None = None, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        result = subprocess.run([sys.executable, "-m", "engine.cli", *args], env={**cli_env, **(extra or {})},
+        result = subprocess.run([str(console_script), *args], env={**cli_env, **(extra or {})},
                                 cwd=tmp_path, capture_output=True, text=True, input=stdin, timeout=120)
         assert "Traceback" not in result.stderr, result.stderr
         return result
@@ -57,33 +56,10 @@ def opsflow_process(cli_env: dict[str, str], tmp_path: Path):
 
 @pytest.fixture
 def opsflow(cli_env: dict[str, str], tmp_path: Path):
-    """`opsflow ARGS` run through the same `main()` in this process: its environment, working
-    directory, stdin, stdout, stderr and exit code are the command's own, without ~2 s of start-up
-    per call (the walkthrough and the serve/worker/kill tests use real processes)."""
+    """`opsflow ARGS` through the same `main()` in this process (tests/engine/command_line.py; the
+    walkthrough and the serve/worker/kill tests use real processes)."""
     def run(*args: str, stdin: str | None = None, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        out, err = io.StringIO(), io.StringIO()
-        saved_env, saved_cwd, saved_stdin = dict(os.environ), os.getcwd(), sys.stdin
-        os.environ.clear()
-        os.environ.update({**cli_env, **(extra or {})})
-        os.chdir(tmp_path)
-        sys.stdin = io.StringIO(stdin or "")
-        try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                try:
-                    code = main(list(args))
-                except SystemExit as exc:  # argparse: usage errors exit 2, --help 0
-                    code = exc.code if isinstance(exc.code, int) else 1
-                except BaseException:  # noqa: BLE001 (shown the way the interpreter would)
-                    traceback.print_exc()
-                    code = 1
-        finally:
-            sys.stdin = saved_stdin
-            os.chdir(saved_cwd)
-            os.environ.clear()
-            os.environ.update(saved_env)
-        result = subprocess.CompletedProcess(["opsflow", *args], code, out.getvalue(), err.getvalue())
-        assert "Traceback" not in result.stderr, result.stderr
-        return result
+        return run_opsflow(args, {**cli_env, **(extra or {})}, tmp_path, stdin)
 
     return run
 
@@ -101,21 +77,23 @@ def ok(result: subprocess.CompletedProcess) -> str:
     return result.stdout
 
 
-def test_walkthrough_from_init_to_audit_verify(opsflow_process) -> None:
-    opsflow = opsflow_process  # every command a process of its own, as typed
-    assert "audit key: " in ok(opsflow("init"))
-    ok(opsflow("user", "add", "zhang", "--role", "staff", "--display-name", "张伟", "--password-stdin",
-               stdin="pass-word-2026\n"))
+def test_walkthrough_from_init_to_audit_verify(opsflow_process, opsflow) -> None:
+    # The installed console script, a process per command, where the walkthrough crosses from one
+    # command to the next through the database and the key (init, a password on stdin, a start, the
+    # audit chain); the steps between run the same main() in this process (~1.5 s less each).
+    assert "audit key: " in ok(opsflow_process("init"))
+    ok(opsflow_process("user", "add", "zhang", "--role", "staff", "--display-name", "张伟", "--password-stdin",
+                       stdin="pass-word-2026\n"))
     ok(opsflow("user", "add", "liu", "--role", "运维负责人"))
     assert "deployed access_request v1" in ok(opsflow("deploy", str(FIXTURES / "two_lanes.bpmn")))
-    case_id = ok(opsflow("start", "access_request", "--as", "zhang", "--business-key", "ACC-7")).strip()
+    case_id = ok(opsflow_process("start", "access_request", "--as", "zhang", "--business-key", "ACC-7")).strip()
     tasks = json.loads(ok(opsflow("tasks", "--as", "zhang", "--json")))
     assert {k for k in tasks[0]} >= {"id", "instance_id", "process_id", "name", "title", "role", "assignee",
                                      "state", "created_at", "due_at"}
     request = tasks[0]["id"]
     assert "title: 标题 (string)" in ok(opsflow("task", request))
 
-    bad = opsflow("complete", request, "--as", "zhang", "--data", '{"title": "x", "system": "核心"}')
+    bad = opsflow_process("complete", request, "--as", "zhang", "--data", '{"title": "x", "system": "核心"}')  # exit 1
     assert bad.returncode == 1
     for field in ("title", "system", "reason"):
         assert f"  {field}: " in bad.stderr
@@ -130,7 +108,7 @@ def test_walkthrough_from_init_to_audit_verify(opsflow_process) -> None:
     assert shown["status"] == "completed"
     assert [e["action"] for e in shown["history"]] == ["case.started", "task.completed", "task.claimed",
                                                        "task.completed"]
-    assert "audit chain intact: 9 events" in ok(opsflow("audit", "verify"))
+    assert "audit chain intact: 9 events" in ok(opsflow_process("audit", "verify"))
 
 
 def test_user_errors_are_one_line_and_exit_1(opsflow) -> None:
@@ -344,3 +322,59 @@ def test_serve_answers_over_http_and_its_worker_fires_due_timers(opsflow, cli_en
     output = log.read_text(encoding="utf-8")
     assert server.returncode == 0, output
     assert f"OpsFlow is serving at {base}" in output and "Traceback" not in output
+
+
+# jobs --retry -----------------------------------------------------------------------------------
+def failed_job(eng: ProcessEngine) -> int:
+    """A job whose one run failed: a kind whose handler raises, run once by the test's own engine."""
+    eng.jobs.register("broken", lambda s, job: 1 / 0)
+    job = eng.jobs.schedule("broken", eng.ctx.now() - timedelta(minutes=1), retries=1)
+    assert eng.jobs.tick().failed == [job.id]
+    return job.id
+
+
+def job_state(eng: ProcessEngine, job_id: int) -> tuple[str, int]:
+    with eng.ctx.db.read() as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        return job.state, job.retries_left
+
+
+def retried_by(eng: ProcessEngine) -> list[str]:
+    return [e.actor for e in eng.audit.events() if e.action == "job.retried"]
+
+
+def test_jobs_retry_for_a_user_needs_process_deploy_like_the_failures_page(
+        opsflow, same_database: ProcessEngine) -> None:
+    ok(opsflow("init"))
+    ok(opsflow("user", "add", "zhang", "--role", "staff"))
+    ok(opsflow("user", "add", "owner", "--role", "process_owner"))
+    job = failed_job(same_database)
+    refused = opsflow("jobs", "--retry", str(job), "--as", "zhang")
+    one_line_error(refused, "zhang may not retry a failed case or job: it needs the grant process.deploy")
+    assert job_state(same_database, job) == ("failed", 0) and retried_by(same_database) == []
+    one_line_error(opsflow("jobs", "--retry", str(job), "--as", "nobody"), "nobody")
+    assert job_state(same_database, job) == ("failed", 0)
+
+    assert ok(opsflow("jobs", "--retry", str(job), "--as", "owner")) == f"job {job} is due again\n"
+    assert job_state(same_database, job)[0] == "pending" and retried_by(same_database) == ["owner"]
+    other = failed_job(same_database)
+    ok(opsflow("jobs", "--retry", str(other)))  # the operator at the shell, as `opsflow ci import` without --as
+    assert job_state(same_database, other)[0] == "pending" and retried_by(same_database) == ["owner", "cli"]
+
+
+def test_jobs_retry_refuses_a_job_that_is_not_failed(opsflow, same_database: ProcessEngine) -> None:
+    ok(opsflow("init"))
+    ok(opsflow("user", "add", "owner", "--role", "process_owner"))
+    same_database.jobs.register("fine", lambda s, job: None)
+    done = same_database.jobs.schedule("fine", same_database.ctx.now() - timedelta(minutes=1))
+    assert same_database.jobs.tick().done == [done.id]
+    waiting = same_database.jobs.schedule("fine", same_database.ctx.now() + timedelta(days=1), retries=2)
+    for job, state in ((done.id, "done"), (waiting.id, "pending")):
+        before = job_state(same_database, job)
+        for who in ((), ("--as", "owner")):
+            one_line_error(opsflow("jobs", "--retry", str(job), *who),
+                           f"error: job {job} is {state}, not failed: nothing to retry")
+        assert job_state(same_database, job) == before
+    one_line_error(opsflow("jobs", "--retry", "999999"), "error: unknown job 999999")
+    assert retried_by(same_database) == []
