@@ -172,9 +172,9 @@ def test_opsflow_tick_and_jobs_commands(engine: ProcessEngine, people, clock: Cl
                                         tmp_path: Path) -> None:
     import os
     import subprocess
-    import sys
 
     from tests.conftest import FIXTURES, ROOT
+    from tests.engine.command_line import run_opsflow
 
     deploy_fixture(engine, "timer_catch.bpmn")
     clock.advance(hours=-2)  # the CLI runs on the real clock: this case's timer fell due an hour ago
@@ -185,8 +185,7 @@ def test_opsflow_tick_and_jobs_commands(engine: ProcessEngine, people, clock: Cl
            "OPSFLOW_PROCESSES_DIR": str(ROOT / "processes"), "OPSFLOW_FORMS_DIR": str(FIXTURES / "forms")}
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "engine.cli", *args], env=env, capture_output=True,
-                              text=True, timeout=120, cwd=ROOT)
+        return run_opsflow(args, env, ROOT)  # main() in this process, with an engine of its own
 
     out = run("tick")
     assert out.returncode == 0, out.stderr
