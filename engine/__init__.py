@@ -77,8 +77,8 @@ class ProcessEngine:
         self.failures = FailureService(self.ctx, self.jobs, self.timers, self.audit, self.access)
         self.escalations = EscalationService(self.ctx, self.jobs, self.store, self.identity, self.audit,
                                              self.notify, self.access)
-        for name, service in LibraryServices(self.ctx, self.identity, self.runtime,
-                                             self.calendar).services().items():
+        for name, service in LibraryServices(self.ctx, self.identity, self.runtime, self.calendar,
+                                             self.configuration).services().items():
             self.ctx.environment.services.setdefault(name, service)
 
     @classmethod
@@ -108,8 +108,15 @@ class ProcessEngine:
                 self.identity.add_user(u["username"], u["roles"], u["display_name"], demo_password,
                                        password_policy=False)
                 users.append(u["username"])
+        items = self.seed_demo_register() if demo and not existing else []
         return {"roles_added": added_roles, "deployed": deployed, "demo_users": users,
-                "demo_skipped": existing}
+                "demo_skipped": existing, "demo_items": items}
+
+    def seed_demo_register(self) -> list[str]:
+        """The demo firm's systems (processes/demo_config_items.json), so the forms' pickers offer some."""
+        path = ROOT / "processes" / "demo_config_items.json"
+        summary = self.configuration.import_items("opsflow init --demo", path.read_text(encoding="utf-8"), path.name)
+        return summary.created
 
     def progress(self, instance_id: int) -> CaseProgress:
         """Completed, active and overdue BPMN elements of a case, for its diagram."""

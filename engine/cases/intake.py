@@ -15,8 +15,11 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from engine.cases.runtime import RuntimeService
+from engine.configuration import picker
+from engine.configuration.records import CATEGORIES
 from engine.context import EngineContext
 from engine.definitions.repository import RepositoryService
 from engine.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -26,7 +29,6 @@ from engine.storage.audit import AuditService
 from engine.storage.models import Alert, AlertOccurrence, ProcessInstance
 
 INCIDENT_PROCESS = "incident"
-REPORT_FORM = "incident_report.json"
 STATUSES = ("firing", "resolved")
 # severity -> (impact, urgency): the incident_grading DMN turns these into a priority.
 SEVERITIES: dict[str, tuple[str, str]] = {
@@ -123,9 +125,10 @@ class AlertService:
                 case = s.get(ProcessInstance, alert.instance_id) if alert is not None else None
                 action = "appended" if case is not None and case.status == "running" else "opened"
             if action == "opened":
-                row = self.runtime.start(INCIDENT_PROCESS, actor, self._case_data(
-                    source, fingerprint, severity, system, text, occurred_at or now, system_class),
-                    business_key=f"alert:{source}:{fingerprint}"[:128], check_role=False)  # alerts.post grants it
+                data = self._case_data(s, source, fingerprint, severity, system, text, occurred_at or now, system_class)
+                row = self.runtime.start(INCIDENT_PROCESS, actor, data,
+                                         business_key=f"alert:{source}:{fingerprint}"[:128],
+                                         check_role=False)  # alerts.post grants it
                 if alert is None:
                     alert = Alert(source=source, fingerprint=fingerprint, instance_id=row.id, status=status,
                                   severity=severity, system=system[:128], first_seen_at=now, last_seen_at=now)
@@ -149,28 +152,30 @@ class AlertService:
             AlertOccurrence.alert_id == alert.id, AlertOccurrence.instance_id == alert.instance_id))))
         return AlertOutcome(action, duplicate, alert.id, alert.instance_id, alert.status, count)
 
-    def _case_data(self, source: str, fingerprint: str, severity: str, system: str, text: str,
+    def _case_data(self, s: Session, source: str, fingerprint: str, severity: str, system: str, text: str,
                    discovered_at: datetime, system_class: str | None) -> dict[str, Any]:
-        classes = self._system_classes()
-        if system_class is not None and classes and system_class not in classes:
-            raise BadRequest(f"unknown system class {system_class!r} ({', '.join(classes)})")
+        """The case an alert opens. A system in the register is graded as the register says (its
+        category and 2021 class); the alert's own `system_class` counts only for a system it lacks."""
+        if system_class is not None and system_class not in CATEGORIES:
+            raise BadRequest(f"unknown system class {system_class!r} ({', '.join(CATEGORIES)})")
         impact, urgency = SEVERITIES[severity]
         summary = text.splitlines()[0] if text else severity
+        registered = picker.items_named(s, [system])
+        case = self._alert_case(source, fingerprint, severity, summary, system, text, discovered_at, impact, urgency)
+        if registered:  # the engine fills in what the register says of it (engine/configuration/picker.py)
+            return {**case, "systems": [i.id for i in registered]}
+        return {**case, "system_class": system_class or (system if system in CATEGORIES else OTHER_CLASS)}
+
+    def _alert_case(self, source: str, fingerprint: str, severity: str, summary: str, system: str, text: str,
+                    discovered_at: datetime, impact: str, urgency: str) -> dict[str, Any]:
         return {
             "source": "monitoring",  # the incident process's path for cases opened by monitoring
             "title": f"监控告警：{system} {summary}"[:200],
             "description": text or summary,
             "affected_systems": [system],
-            "system_class": system_class or (system if system in classes else OTHER_CLASS),
             "discovered_at": discovered_at.astimezone(self.ctx.zone).isoformat(),
             "impact": impact,
             "urgency": urgency,
             "outage_minutes": 0,
             "alert": {"source": source, "fingerprint": fingerprint, "severity": severity},
         }
-
-    def _system_classes(self) -> list[str]:
-        """The system classes the deployed incident report form offers (data, not code)."""
-        definition = self.repository.load(self.repository.latest_id(INCIDENT_PROCESS))
-        schema = definition.forms.get(REPORT_FORM) or {}
-        return list(((schema.get("properties") or {}).get("system_class") or {}).get("enum") or [])

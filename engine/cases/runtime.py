@@ -12,8 +12,9 @@ from sqlalchemy import func, or_, select
 from engine.cases.failures import failures_recorded
 from engine.cases.record import ApprovalEntry, approval_record
 from engine.cases.store import CaseStore, OpenCase
+from engine.configuration import picker
 from engine.context import EngineContext
-from engine.definitions.forms import type_marker_errors
+from engine.definitions.forms import register_fields, type_marker_errors
 from engine.definitions.repository import RepositoryService
 from engine.errors import BadRequest, Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from engine.people.access import AccessPolicy, case_facts, linked_cases
@@ -79,6 +80,17 @@ class RuntimeService:
             raise Forbidden(f"{actor.username} does not hold the role {definition.start_role!r} "
                             f"needed to start {process_id!r}", rule="role")
         errors = start_data_errors(definition, data)
+        # Systems named at start (an alert's) are checked and described from the register, as a form's are.
+        registers = picker.register_schema(definition.forms.values())
+        named: list[int] = []
+        if registers is not None:
+            facts_names = {f.facts for f in register_fields(registers)}
+            errors += [FieldError(k, f"“{k}” is filled in from the configuration register and cannot be set")
+                       for k in data if k in facts_names]
+            with self.ctx.db.read() as s:
+                facts, named, unknown = picker.resolve(s, registers, data)
+            errors += unknown
+            data.update(facts)
         if errors:
             raise ValidationFailed(f"the start data of {process_id!r} has {len(errors)} error(s)", errors)
         workflow = new_workflow(definition.spec, definition.subprocess_specs, self.ctx.script_engine, data)
@@ -97,6 +109,7 @@ class RuntimeService:
             # The case id exists before any step runs, for services that link to it.
             row.id = db.run(s, _NEW_CASE, {c: getattr(row, c) for c in _NEW_CASE_COLUMNS}
                             | {"started_at": db.time_in(now)}).scalar_one()
+            picker.link(s, row.id, named, actor.username, now)
             self.store.run_engine(workflow, row.id, actor.username)
             case = OpenCase(row, definition, workflow, open_before=set())
             self.store.save(s, case)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -43,12 +44,56 @@ def schema_problem(schema: Any) -> str | None:
         # jsonschema matches patternProperties with Python's backtracking `re` inside unevaluatedProperties
         return ("unevaluatedProperties cannot be combined with patternProperties (their keys would be matched "
                 "by a backtracking regex engine); use additionalProperties")
+    for name, problem in register_field_problems(schema):
+        return f"field {name!r}: {problem}"
     for field, pattern in form_patterns(schema):
         reason = _linear_problem(pattern)
         if reason:
             return (f"field {field!r}: pattern {pattern!r} cannot be matched in linear time ({reason}); "
                     f"backreferences and lookarounds are not supported")
     return None
+
+
+# Register fields: picked from the configuration items register, never typed -----------------------
+# {"type": "array", "items": {"type": "integer"}, "x-register": "config_item", "x-facts": "affected_systems"}:
+# the values are item ids; on submit the engine writes the items' facts (name, category, class, core,
+# markets, version) from the register under `x-facts` (default "<field>_items"), where a form cannot reach.
+REGISTER = "x-register"
+REGISTERS = ("config_item",)
+
+
+@dataclass(frozen=True)
+class RegisterField:
+    name: str
+    register: str
+    many: bool  # an array of ids, or one id
+    facts: str  # the case variable the engine fills from the register
+
+
+def register_fields(schema: dict[str, Any] | None) -> list[RegisterField]:
+    """The form's top-level fields whose values are register ids."""
+    found = []
+    for name, prop in ((schema or {}).get("properties") or {}).items():
+        if isinstance(prop, dict) and REGISTER in prop:
+            many = prop.get("type") == "array"
+            found.append(RegisterField(name, str(prop[REGISTER]), many, str(prop.get("x-facts") or f"{name}_items")))
+    return found
+
+
+def register_field_problems(schema: dict[str, Any]) -> list[tuple[str, str]]:
+    problems = []
+    declared = declared_fields(schema)
+    for f in register_fields(schema):
+        prop = schema["properties"][f.name]
+        ids = prop.get("items") if f.many else prop
+        if f.register not in REGISTERS:
+            problems.append((f.name, f"{REGISTER} {f.register!r} names no register (known: {', '.join(REGISTERS)})"))
+        elif not isinstance(ids, dict) or ids.get("type") != "integer":
+            problems.append((f.name, f"a {REGISTER} field holds item ids: type integer, or an array of integers"))
+        elif not f.facts.isidentifier() or f.facts in declared:
+            problems.append((f.name, f"x-facts {f.facts!r} must be a data name the form does not declare (the "
+                                     "engine fills it from the register; a form field could forge it)"))
+    return problems
 
 
 # Patterns: matched by RE2 (linear in the input), never by Python's backtracking `re` -----------------

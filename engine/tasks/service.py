@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from engine.cases.failures import failures_recorded
 from engine.cases.record import ApprovalEntry, approval_record
 from engine.cases.store import CaseStore
+from engine.configuration import picker
 from engine.context import EngineContext
 from engine.definitions.assignment import check_may_act, distinct_users_errors, performers
 from engine.definitions.forms import field_errors, undeclared_errors
@@ -160,6 +161,8 @@ class TaskService:
             # an answer: another task's decision or comment is shown in the record, not pre-filled.
             editable = case_fields_written(rules, form) if definition.by_task else set()
             prefill = {k: v for k, v in facts.items() if k in editable}
+            if task.state == "open":
+                form = picker.with_options(s, form)  # the register's items in service to pick from
             return TaskDetail(TaskView.of(task), rules.name, case.title, form, prefill, rules.documentation,
                               rules.instructions, case.definition_id, facts,
                               approval_record(s, definition, task.instance_id))
@@ -227,9 +230,13 @@ class TaskService:
                 schema = definition.forms.get(task.form_key) if task.form_key else None
                 # Only what the form declares: an extra key could steer a gateway or forge a type.
                 errors = undeclared_errors(schema, data)
+                registered: dict[str, Any] = {}
+                named: list[int] = []
                 if not errors:
                     errors = field_errors(schema, data) if schema is not None else []
                     errors += distinct_users_errors(rules, data)
+                    registered, named, unknown = picker.resolve(s, schema, data)
+                    errors += unknown
                 if errors:
                     raise ValidationFailed(f"the form for {rules.name!r} has {len(errors)} error(s)", errors)
                 spiff_task = task_by_id(case.workflow, task.id)
@@ -238,11 +245,13 @@ class TaskService:
                 written = _written(definition, rules, schema, data)
                 if definition.by_task and (item := instance_output_item(spiff_task)):
                     written[item] = dict(data)
+                written.update(registered)  # after the answers: the register's word, not the requester's
                 spiff_task.set_data(**written)
                 with self.store.clock():  # a timer after this task is due from the engine's clock
                     spiff_task.run()
                 now = self.ctx.now()
                 self._mark_completed(s, task, actor.username, acting_for, now, data, case_row.revision)
+                picker.link(s, case_row.id, named, actor.username, now)
                 case.actor = actor.username
                 self.store.run_engine(case.workflow, case_row.id, actor.username)
                 created = self.store.save(s, case)

@@ -248,8 +248,8 @@ def test_incident_and_its_emergency_decisions_in_the_browser(library_server, bro
     # the duty officer declares it
     incident = flow.start("incident", "zhangwei", {"title": "事件"})
     flow.do(incident, "report", "zhangwei", incident_report(
-        title="集中交易委托中断", description="集中交易主机宕机，委托无法报送", affected_systems=["集中交易"],
-        system_class="集中交易", impact="high", urgency="high", outage_minutes=10, discovered_at=at(12)))
+        flow.engine, title="集中交易委托中断", description="集中交易主机宕机，委托无法报送",
+        systems=["集中交易"], impact="high", urgency="high", outage_minutes=10, discovered_at=at(12)))
     emergency = next(x["instance_id"] for x in flow.links(incident) if x["kind"] == "emergency")
     flow.do(emergency, "declare", "wuhao", declaration(discovered_at=at(12)))
     assert flow.open_names(emergency) == ["activate"]

@@ -70,10 +70,12 @@ def test_the_reporter_cannot_cancel_a_reportable_incident_from_the_command_line(
     assert "deployed incident v1" in ok(opsflow("init", extra=forms))  # the whole library, read only
     for name, role in (("zhangwei", "staff"), ("liuyang", "ops_manager"), ("sunyan", "compliance")):
         ok(opsflow("user", "add", name, "--role", role, extra=forms))
+    ok(opsflow("ci", "import", str(ROOT / "processes" / "demo_config_items.json"), extra=forms))
+    register = {i["name"]: i["id"] for i in json.loads(ok(opsflow("ci", "list", "--json", extra=forms)))}
     case = ok(opsflow("start", "incident", "--as", "zhangwei", extra=forms)).strip()
     report = json.loads(ok(opsflow("tasks", "--as", "zhangwei", "--json", extra=forms)))[0]["id"]
     ok(opsflow("complete", report, "--as", "zhangwei", "--data",
-               json.dumps(incident_report(impact="high", urgency="high"), ensure_ascii=False), extra=forms))
+               json.dumps(incident_report(register, impact="high", urgency="high"), ensure_ascii=False), extra=forms))
     refused(opsflow("cancel", case, "--as", "zhangwei", "--reason", "报错了", extra=forms), "case.cancel",
             "report clock")
     assert "waits for compliance's sign-off" in ok(opsflow("cancel", case, "--as", "liuyang", "--reason", "重复",

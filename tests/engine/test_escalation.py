@@ -31,6 +31,7 @@ def the_task(engine: ProcessEngine, case_id: int, bpmn_id: str):
 
 @pytest.fixture
 def wired(engine: ProcessEngine, people, smtp_server: SmtpServer, webhook_server: WebhookServer) -> ProcessEngine:
+    engine.seed_demo_register()
     engine.notify.configure(smtp_host=smtp_server.host, smtp_port=smtp_server.port, webhook_url=webhook_server.url,
                             webhook_format="wecom", base_url="https://opsflow.firm.cn")
     for name in ("wang", "li", "zhou", "du"):
@@ -258,6 +259,7 @@ def library(database_url, tmp_path, smtp_server: SmtpServer, webhook_server: Web
     for u in json.loads((ROOT / "processes" / "demo_users.json").read_text(encoding="utf-8")):
         engine.identity.add_user(u["username"], u["roles"], u["display_name"])
         engine.notify.set_email(u["username"], f"{u['username']}@firm.cn")
+    engine.seed_demo_register()
     engine.notify.configure(smtp_host=smtp_server.host, smtp_port=smtp_server.port, webhook_url=webhook_server.url,
                             webhook_format="dingtalk")
     yield engine, clock
@@ -272,7 +274,8 @@ def test_a_late_incident_response_escalates_by_itself_by_email_webhook_and_audit
     engine, clock = library
     flow = Flow(engine)
     case = flow.start("incident", "zhangwei", {"title": "事件"})
-    flow.do(case, "report", "zhangwei", incident_report(impact="high", urgency="medium"))  # P2: respond in 30 min
+    # P2: respond in 30 min
+    flow.do(case, "report", "zhangwei", incident_report(flow.engine, impact="high", urgency="medium"))
     respond = flow.task(case, "respond")
     assert respond.due_at == clock.now + timedelta(minutes=30)
 

@@ -40,8 +40,14 @@ def engine(database_url: str, tmp_path: Path, clock: Clock) -> Iterator[ProcessE
     eng.repository.deploy_directory(ROOT / "processes")
     for u in json.loads((ROOT / "processes" / "demo_users.json").read_text(encoding="utf-8")):
         eng.identity.add_user(u["username"], u["roles"], u["display_name"])
+    eng.seed_demo_register()
     yield eng
     eng.close()
+
+
+def system_ids(engine: ProcessEngine, *names: str) -> list[int]:
+    ids = {i.name: i.id for i in engine.configuration.list_items()}
+    return [ids[n] for n in names]
 
 
 class Flow:
@@ -52,6 +58,10 @@ class Flow:
 
     def user(self, username: str) -> Actor:
         return self.engine.identity.get(username)
+
+    def systems(self, *names: str) -> list[int]:
+        """The register ids of the demo systems named (processes/demo_config_items.json)."""
+        return system_ids(self.engine, *names)
 
     def start(self, process_id: str, username: str, data: dict[str, Any] | None = None) -> int:
         return self.engine.runtime.start(process_id, self.user(username), data or {}).id

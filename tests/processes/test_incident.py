@@ -6,17 +6,26 @@ from typing import Any
 
 import pytest
 
+from engine import ProcessEngine
 from engine.errors import Forbidden, ValidationFailed
-from tests.processes.conftest import Flow
+from tests.processes.conftest import Flow, system_ids
 
 RESOLVED = {"actions": [{"at": "2026-11-20T18:20:00+08:00", "action": "切换备用网关"}],
             "restored_at": "2026-11-20T18:25:00+08:00", "outage_minutes": 3}
 
 
-def incident_report(**changes: Any) -> dict[str, Any]:
-    data = {"title": "网上交易登录缓慢", "description": "部分客户登录超时", "affected_systems": ["网上交易"],
-            "system_class": "网上交易", "discovered_at": "2026-11-20T18:05:00+08:00",
-            "impact": "medium", "urgency": "medium", "outage_minutes": 0}
+# the demo register's system of each category (processes/demo_config_items.json)
+DEMO_SYSTEM = {"其他": "办公自动化"}
+
+
+def incident_report(register: ProcessEngine | dict[str, int], **changes: Any) -> dict[str, Any]:
+    """A report naming the demo register's system of `system_class` (a category), or `systems` by name;
+    `register` is an engine with the demo register, or its ids by name."""
+    category = changes.pop("system_class", "网上交易")
+    names = changes.pop("systems", None) or [DEMO_SYSTEM.get(category, category)]
+    ids = [register[n] for n in names] if isinstance(register, dict) else system_ids(register, *names)
+    data = {"title": "网上交易登录缓慢", "description": "部分客户登录超时", "systems": ids,
+            "discovered_at": "2026-11-20T18:05:00+08:00", "impact": "medium", "urgency": "medium", "outage_minutes": 0}
     data.update(changes)
     return data
 
@@ -24,7 +33,7 @@ def incident_report(**changes: Any) -> dict[str, Any]:
 def reported(flow: Flow, reporter: str = "zhangwei", **changes: Any) -> int:
     case = flow.start("incident", reporter, {"title": "事件"})
     assert flow.task(case, "report").assignee == reporter
-    flow.do(case, "report", reporter, incident_report(**changes))
+    flow.do(case, "report", reporter, incident_report(flow.engine, **changes))
     return case
 
 

@@ -35,7 +35,7 @@ def reported_at(flow: Flow, minute: int, **changes: object) -> int:
     """The report reaches the service desk at 18:mm (the case is opened at 18:00)."""
     case = flow.start("incident", "zhangwei", {"title": "事件"})
     flow.engine.ctx.clock.now = at(18, minute)
-    flow.do(case, "report", "zhangwei", incident_report(discovered_at=DISCOVERED, **changes))
+    flow.do(case, "report", "zhangwei", incident_report(flow.engine, discovered_at=DISCOVERED, **changes))
     return case
 
 

@@ -8,15 +8,20 @@ level or reportability is kept in the case's grading_history.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from lxml import etree
+from sqlalchemy import select
 
+from engine.configuration import picker
+from engine.errors import ValidationFailed
+from engine.storage.models import CaseItem
 from tests.conftest import ROOT
-from tests.processes.conftest import Flow
-from tests.processes.test_incident import RESOLVED, links, reported
+from tests.processes.conftest import Flow, system_ids
+from tests.processes.test_incident import RESOLVED, incident_report, links, reported
 
 BEFORE_2021 = "2020-11-20T18:05:00+08:00"  # 2012 办法
 UNDER_2021 = "2026-11-20T18:05:00+08:00"  # 2021 办法 (the test clock's day)
@@ -179,3 +184,92 @@ def test_every_grading_row_cites_its_source_and_whether_it_is_verified() -> None
             assert "已核实" in text or "待核实" in text, f"{rule.get('id')} does not say whether it is verified"
     unverified = [r for r in rules if "UNVERIFIED" in (r.findtext("dmn:description", namespaces=ns) or "")]
     assert len(unverified) == 2  # the press reading of the 2021 附表 (≥ 10 and ≥ 30 minutes)
+
+
+# The system's record, not the reporter ----------------------------------------------------------
+# Grading reads the category and the 2021 class (一类–五类) from the configuration register.
+
+@pytest.mark.parametrize(("system", "minutes", "level"), [
+    ("期货交易", 30, "重大"),  # 一类: the 附表's real-time trading rows apply
+    ("期货交易中继", 446, "一般"),  # 三类: 华金期货's relay, 7 h 26 min, was only 一般 (2021 Art 13(1)), still reported
+])
+def test_under_2021_the_systems_class_in_the_register_decides_the_level(flow: Flow, system: str, minutes: int,
+                                                                        level: str) -> None:
+    case = reported(flow, systems=[system], outage_minutes=minutes, discovered_at=UNDER_2021)
+    data = flow.data(case)
+    assert (data["level"], data["reportable"]) == (level, True)
+    [record] = data["system_records"]
+    assert (record["name"], record["category"], data["system_class"]) == (system, "期货交易", "期货交易")
+    assert data["system_level"] == (1 if system == "期货交易" else 3)
+    assert data["grading_history"][0]["system_level"] == data["system_level"]
+
+
+def test_a_reclassified_system_is_graded_by_its_new_class(flow: Flow) -> None:
+    relay = [i for i in flow.engine.configuration.list_items() if i.name == "期货交易中继"]
+    assert relay[0].system_class_label == "三类"
+    register = json.loads((ROOT / "processes" / "demo_config_items.json").read_text(encoding="utf-8"))
+    for item in register:
+        if item["name"] == "期货交易中继":
+            item["system_class"] = "一类"
+    flow.engine.configuration.import_items("opsflow", json.dumps(register, ensure_ascii=False), "register.json")
+    case = reported(flow, systems=["期货交易中继"], outage_minutes=446, discovered_at=UNDER_2021)
+    assert flow.data(case)["level"] == "重大"
+
+
+def test_the_most_severe_category_named_is_graded(flow: Flow) -> None:
+    case = reported(flow, systems=["办公自动化", "清算", "集中交易"], outage_minutes=7, discovered_at=BEFORE_2021)
+    data = flow.data(case)
+    assert (data["system_class"], data["level"]) == ("集中交易", "较大")
+    assert data["affected_systems"] == ["办公自动化", "清算", "集中交易"]
+
+
+def test_a_reporter_cannot_type_the_systems_class_or_its_record(flow: Flow) -> None:
+    case = flow.start("incident", "zhangwei", {"title": "事件"})
+    report = incident_report(flow.engine, systems=["办公自动化"], outage_minutes=40, discovered_at=UNDER_2021)
+    for forged in ({"system_class": "其他"}, {"system_level": 5},
+                   {"system_records": [{"name": "集中交易", "category": "其他", "system_class": 5}]}):
+        with pytest.raises(ValidationFailed) as refused:
+            flow.do(case, "report", "zhangwei", {**report, **forged})
+        assert [e.field for e in refused.value.errors] == list(forged)
+    with pytest.raises(ValidationFailed) as refused:
+        flow.do(case, "report", "zhangwei", {**report, "systems": [999999]})
+    [error] = refused.value.errors
+    assert error.field == "systems[0]" and "不是登记簿中在用的配置项" in error.message
+    assert flow.open_names(case) == ["report"]  # nothing saved
+
+
+def test_a_retired_system_is_not_offered_and_not_accepted(flow: Flow) -> None:
+    register = json.loads((ROOT / "processes" / "demo_config_items.json").read_text(encoding="utf-8"))
+    for item in register:
+        if item["name"] == "办公自动化":
+            item["status"] = "已下线"
+    flow.engine.configuration.import_items("opsflow", json.dumps(register, ensure_ascii=False), "register.json")
+    case = flow.start("incident", "zhangwei", {"title": "事件"})
+    detail = flow.engine.tasks.get(flow.task(case, "report").id, flow.user("zhangwei"))
+    offered = {o["title"].split("（")[0] for o in detail.form["properties"]["systems"]["items"]["oneOf"]}
+    assert "集中交易" in offered and "办公自动化" not in offered
+    assert "集中交易（核心交易·一类）" in {o["title"] for o in detail.form["properties"]["systems"]["items"]["oneOf"]}
+    with pytest.raises(ValidationFailed):
+        flow.do(case, "report", "zhangwei", incident_report(flow.engine, systems=["集中交易"]) | {
+            "systems": system_ids(flow.engine, "办公自动化")})
+
+
+def test_a_case_and_the_systems_it_names_are_linked_both_ways(flow: Flow) -> None:
+    case = reported(flow, systems=["集中交易", "行情"])
+    with flow.engine.ctx.db.read() as s:
+        assert sorted(i.name for i in picker.case_items(s, case)) == sorted(["集中交易", "行情"])
+        linked = list(s.scalars(select(CaseItem).where(CaseItem.instance_id == case)))
+    assert {row.linked_by for row in linked} == {"zhangwei"} and len(linked) == 2
+
+
+def test_start_data_names_systems_by_id_and_never_carries_their_record(flow: Flow) -> None:
+    [trading] = system_ids(flow.engine, "集中交易")
+    with pytest.raises(ValidationFailed) as refused:
+        flow.start("incident", "zhangwei", {"title": "事件", "systems": [trading],
+                                             "system_records": [{"name": "集中交易", "category": "其他"}]})
+    assert [e.field for e in refused.value.errors] == ["system_records"]
+    case = flow.start("incident", "zhangwei", {"title": "事件", "source": "monitoring", "systems": [trading],
+                                               "outage_minutes": 12, "discovered_at": UNDER_2021,
+                                               "impact": "high", "urgency": "high", "description": "告警"})
+    data = flow.data(case)
+    assert data["system_records"][0]["category"] == "集中交易" and data["level"] == "较大"

@@ -26,7 +26,7 @@ SUPERVISOR = "zhuhong"
 
 def reported(flow: Flow, discovered_at: str, **changes: Any) -> int:
     case = flow.start("incident", "zhangwei", {"title": "事件"})
-    flow.do(case, "report", "zhangwei", incident_report(discovered_at=discovered_at, **changes))
+    flow.do(case, "report", "zhangwei", incident_report(flow.engine, discovered_at=discovered_at, **changes))
     return case
 
 

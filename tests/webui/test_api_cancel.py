@@ -9,7 +9,7 @@ from tests.webui.test_api_support import Api, api, api_clock, api_engine, app  #
 
 def p1_incident(api: Api) -> tuple[int, int]:
     case = api.start("incident", "zhangwei", {"title": "网上交易中断"})
-    api.do(case, "report", "zhangwei", incident_report(impact="high", urgency="high"))
+    api.do(case, "report", "zhangwei", incident_report(api.engine, impact="high", urgency="high"))
     [link] = api.case(case)["links"]
     return case, link["instance_id"]
 

@@ -101,6 +101,7 @@ def make_engine(database_url: str, tmp_path: Path, clock: Clock) -> ProcessEngin
     eng.migrate()
     eng.identity.seed_roles(ROOT / "processes" / "roles.json")
     deploy_library(eng)
+    eng.seed_demo_register()
     for u in DEMO_USERS:
         eng.identity.add_user(u["username"], u["roles"], u["display_name"])
     return eng

@@ -27,6 +27,7 @@ def pages(database_url: str, tmp_path: Path) -> Iterator[Pages]:
     eng.migrate()
     eng.identity.seed_roles(ROOT / "processes" / "roles.json")
     eng.repository.deploy_directory(ROOT / "processes")
+    eng.seed_demo_register()
     for u in DEMO_USERS:
         eng.identity.add_user(u["username"], u["roles"], u["display_name"])
     yield Pages(create_app(eng, {"SECRET_KEY": "pages-test", "TESTING": True}).test_client(), eng, clock)
@@ -37,7 +38,7 @@ def p1_incident(pages: Pages) -> tuple[int, int]:
     engine, reporter = pages.engine, pages.actor("zhangwei")
     case = engine.runtime.start("incident", reporter, {"title": "网上交易中断"}).id
     report = pages.open_task(case, "report")
-    engine.tasks.complete(report.id, reporter, incident_report(impact="high", urgency="high"))
+    engine.tasks.complete(report.id, reporter, incident_report(engine, impact="high", urgency="high"))
     [link] = engine.runtime.show(case).links
     return case, link["instance_id"]
 
@@ -84,7 +85,7 @@ def test_department_readers_open_a_p1_incident_that_others_cannot(pages: Pages) 
 def test_a_substitute_reads_the_case_page_of_the_task_they_stand_in_for(pages: Pages) -> None:
     engine, now = pages.engine, pages.clock.now
     case = engine.runtime.start("incident", pages.actor("zhangwei"), {"title": "事件"}).id
-    engine.tasks.complete(pages.open_task(case, "report").id, pages.actor("zhangwei"), incident_report())
+    engine.tasks.complete(pages.open_task(case, "report").id, pages.actor("zhangwei"), incident_report(pages.engine))
     respond = pages.open_task(case, "respond")
     engine.tasks.claim(respond.id, pages.actor("lina"))
     pages.sign_in("wangqiang")  # an engineer, before standing in: the task is lina's alone now
@@ -104,7 +105,8 @@ def test_naming_an_unqualified_substitute_on_the_page_says_why(pages: Pages) -> 
 
 def test_the_inbox_offers_assigning_only_to_the_grant(pages: Pages) -> None:
     case = pages.engine.runtime.start("incident", pages.actor("zhangwei"), {"title": "事件"}).id
-    pages.engine.tasks.complete(pages.open_task(case, "report").id, pages.actor("zhangwei"), incident_report())
+    pages.engine.tasks.complete(pages.open_task(case, "report").id, pages.actor("zhangwei"),
+                                incident_report(pages.engine))
     respond = pages.open_task(case, "respond")
     pages.sign_in("lina")
     assert 'name="user"' not in pages.get(f"/tasks/{respond.id}").text
