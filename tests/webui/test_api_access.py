@@ -178,6 +178,14 @@ def _regulatory_reports(c: Cell) -> None:
     expect(c.role in READ_ALL, c.call("GET", "/regulatory-reports"))
 
 
+def _config_items(c: Cell) -> None:
+    # the register is reference data: every role reads it (the linked cases inside follow the case rule)
+    c.api.engine.configuration.import_items("cli", '[{"name": "办公自动化", "class": "非核心"}]', "ci.json")
+    item = c.api.engine.configuration.list_items("办公自动化")[0].id
+    expect(True, c.call("GET", "/config-items?search=x"))
+    expect(True, c.call("GET", f"/config-items/{item}"))
+
+
 def _create_token(c: Cell) -> None:
     # public: no role is needed or refused (422 here only because the password is missing)
     assert c.call("POST", "/auth/token", {"username": c.user}) == 422
@@ -203,6 +211,7 @@ EXPECTED: dict[str, Callable[[Cell], None]] = {
     "api.complete_task": _complete, "api.deliver_message": _message, "api.receive_alert": _alert,
     "api.list_audit": _audit, "api.list_failures": _failures, "api.retry_failure": _retry_failure,
     "api.openapi_json": _docs, "api.openapi_page": _docs, "api.list_regulatory_reports": _regulatory_reports,
+    "api.list_config_items": _config_items, "api.get_config_item": _config_items,
 }
 
 

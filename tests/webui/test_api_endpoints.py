@@ -209,7 +209,8 @@ def test_openapi_document_and_page_describe_every_endpoint(api: Api, app) -> Non
     assert doc["openapi"].startswith("3.") and doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     operations = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     assert ("POST", "/alerts") in operations and ("POST", "/tasks/{task_id}/complete") in operations
-    assert len(operations) == 23 and ("GET", "/regulatory-reports") in operations
+    assert len(operations) == 25 and ("GET", "/regulatory-reports") in operations
+    assert ("GET", "/config-items") in operations and ("GET", "/config-items/{item_id}") in operations
     page = api.get("/docs")
     assert page.status_code == 200 and page.mimetype == "text/html"
     assert "<script" not in page.text and "http" not in page.text.split("</style>")[0]

@@ -23,7 +23,7 @@ def test_api_matches_its_openapi_document(app, api: Api) -> None:
     api.engine.identity.add_user(FUZZER, [r.key for r in api.engine.identity.roles()], "Fuzzer")
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 22  # all but GET /openapi.json, which schemathesis leaves out
+    assert len(operations) == 24  # all but GET /openapi.json, which schemathesis leaves out
     for operation in operations:
 
         @given(case=operation.as_strategy())

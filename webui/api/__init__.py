@@ -13,6 +13,7 @@ bp = Blueprint("api", __name__)
 from webui.api import (  # noqa: E402, F401
     audit,
     auth,
+    configuration,
     failures,
     instances,
     intake,

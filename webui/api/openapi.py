@@ -33,6 +33,7 @@ TAGS = [
     {"name": "audit", "description": "The tamper-evident audit trail"},
     {"name": "failures", "description": "Stuck cases and failed jobs, for the process owner"},
     {"name": "regulatory", "description": "The register of regulatory reports (首报, 续报, 预警, 解除, 总结)"},
+    {"name": "configuration", "description": "The configuration items register (配置项): systems, relations, history"},
     {"name": "docs", "description": "This document"},
 ]
 

@@ -22,7 +22,8 @@ TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
 # bpmn-js is installed from npm (package.json) and served from its dist folder as it is.
 VENDOR = {"bpmn-js": ROOT / "node_modules" / "bpmn-js" / "dist", "dmn-js": ROOT / "node_modules" / "dmn-js" / "dist"}
 PAGE_BLUEPRINTS = frozenset({"auth", "inbox", "tasks", "cases", "substitutes", "vendor", "modeler", "dashboard",
-                             "notifications", "account", "users", "failures", "regulatory"})
+                             "notifications", "account", "users", "failures", "regulatory",
+                             "configuration"})
 csrf = CSRFProtect()
 
 
@@ -38,6 +39,7 @@ def register(app: Flask) -> None:
         account,
         auth,
         cases,
+        configuration,
         dashboard,
         failures,
         inbox,
@@ -61,7 +63,7 @@ def register(app: Flask) -> None:
           default_translation_directories=str(TRANSLATIONS))
 
     for bp in (auth.bp, inbox.bp, tasks.bp, cases.bp, substitutes.bp, modeler.bp, dashboard.bp, notifications.bp,
-               account.bp, users.bp, failures.bp, regulatory.bp):
+               account.bp, users.bp, failures.bp, regulatory.bp, configuration.bp):
         app.register_blueprint(bp)
 
     @app.get("/vendor/<package>/<path:filename>", endpoint="vendor.file")
