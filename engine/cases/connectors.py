@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import or_, select
 
 from engine.cases.runtime import RuntimeService
+from engine.configuration import ConfigurationService
 from engine.context import EngineContext
 from engine.definitions.calendar import CalendarService
 from engine.errors import BadRequest, NotFound
@@ -28,17 +29,20 @@ _REGISTER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 class LibraryServices:
     def __init__(self, ctx: EngineContext, identity: IdentityService, runtime: RuntimeService,
-                 calendar: CalendarService | None = None) -> None:
+                 calendar: CalendarService | None = None,
+                 configuration: ConfigurationService | None = None) -> None:
         self.ctx = ctx
         self.identity = identity
         self.runtime = runtime
         self.calendar = calendar
+        self.configuration = configuration
 
     def services(self) -> dict[str, Callable[..., Any]]:
         return {"check_users": self.check_users, "users_with_role": self.users_with_role,
                 "require_case": self.require_case, "link_cases": self.link_cases,
                 "linked_cases": self.linked_cases, "register_entries": self.register_entries,
-                "register_entry": self.register_entry, "deadline": self.deadline}
+                "register_entry": self.register_entry, "deadline": self.deadline,
+                "check_config_item": self.check_config_item, "register_config_item": self.register_config_item}
 
     def _current(self) -> tuple[int, str]:
         current = self.ctx.current_case.get()
@@ -198,6 +202,25 @@ class LibraryServices:
                 return {"ok": True, "reason": "", "entry": entry}
         known = "、".join(str(e.get("id")) for e in self._register(register) if e.get("active", True))
         return {"ok": False, "reason": f"登记册中没有 {entry_id!r}（可选：{known}）", "entry": None}
+
+    # the configuration items register (配置项, engine/configuration/) -------------------------------------
+    def _register_of_items(self) -> ConfigurationService:
+        if self.configuration is None:
+            raise BadRequest("the configuration items register is not available to this engine")
+        return self.configuration
+
+    def check_config_item(self, action: Any, item_id: Any = None, item: Any = None) -> dict[str, Any]:
+        """Whether this case's request (`action` create or update item `item_id`, with `item`'s fields)
+        would register as the register stands now: {ok, reason, item_id, name, changes}; writes nothing."""
+        self._current()
+        return self._register_of_items().check_request(action, item_id, item)
+
+    def register_config_item(self, action: Any, item_id: Any = None, item: Any = None) -> dict[str, Any]:
+        """Create or change the one item this case asks for, in the case's transaction, audited as the
+        user whose action runs this step (the config manager who approved it, held to ci.manage)."""
+        case_id, username = self._current()
+        return self._register_of_items().register_request(self.identity.get(username), case_id, action, item_id,
+                                                          item)
 
     # time -------------------------------------------------------------------------------------------
     def deadline(self, start: Any = None, duration: str | None = None, working_days: int = 0) -> str:

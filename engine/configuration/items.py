@@ -14,7 +14,16 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from engine.configuration.records import ItemRecord, class_label, parse, system_class_label
+from engine.configuration.records import (
+    KINDS,
+    TEXT_FIELDS,
+    ItemRecord,
+    class_label,
+    parse,
+    parse_row,
+    problem,
+    system_class_label,
+)
 from engine.context import EngineContext
 from engine.errors import FieldError, ValidationFailed
 from engine.people.access import AccessPolicy
@@ -69,6 +78,27 @@ class ImportSummary:
     kept: list[str] = field(default_factory=list)  # in the register, not in the file: never deleted by an import
 
 
+@dataclass
+class _Request:
+    """A case's request for one item, checked against the register."""
+
+    action: str
+    item_id: int | None
+    existing: dict[str, ConfigItem]  # the register by name, as the request would leave it
+    record: ItemRecord | None = None
+    problems: list[FieldError] = field(default_factory=list)
+    changes: dict[str, Any] = field(default_factory=dict)
+
+    def refused(self, reason: str) -> _Request:
+        self.problems.append(FieldError("", reason))
+        return self
+
+    def answer(self) -> dict[str, Any]:
+        reason = "；".join(f"{p.field}：{p.message}" if p.field else p.message for p in self.problems)
+        return {"ok": not self.problems, "reason": reason, "action": self.action, "item_id": self.item_id,
+                "name": self.record.name if self.record else None, "changes": {} if self.problems else self.changes}
+
+
 class ConfigurationService:
     def __init__(self, ctx: EngineContext, audit: AuditService, access: AccessPolicy,
                  markets: Callable[[], Collection[str]]) -> None:
@@ -98,7 +128,8 @@ class ConfigurationService:
                 "file": file_name, "sha256": hashlib.sha256(text.encode()).hexdigest(), **asdict(summary)})
         return summary
 
-    def _check(self, s: Session, records: list[ItemRecord], existing: dict[str, ConfigItem]) -> list[FieldError]:
+    def _check(self, s: Session, records: list[ItemRecord], existing: dict[str, ConfigItem],
+               zh: bool = False) -> list[FieldError]:
         problems = []
         names = {r.name for r in records} | set(existing)
         roles = set(s.scalars(select(Role.key)))
@@ -106,24 +137,25 @@ class ConfigurationService:
         for r in records:
             for kind, target in sorted(r.relations):
                 if target not in names:
-                    problems.append(FieldError(r.row, f"{kind} names {target!r}, which is neither in the file nor "
-                                                      "in the register"))
+                    problems.append(problem(r.row, "unknown_target", zh, key=kind, target=target))
             if r.fields["owner_role"] and r.fields["owner_role"] not in roles:
-                problems.append(FieldError(r.row, f"unknown owner_role {r.fields['owner_role']!r}"))
+                problems.append(problem(r.row, "unknown_owner_role", zh, value=r.fields["owner_role"]))
             if r.fields["markets"]:
                 try:
                     known_markets = self.markets() if known_markets is None else known_markets
                 except OSError as exc:  # no processes/calendar/sessions.json to check codes against
-                    problems.append(FieldError(r.row, f"markets cannot be checked: no trading calendar ({exc})"))
+                    problems.append(problem(r.row, "no_calendar", zh, error=exc))
                     continue
                 for market in r.fields["markets"]:
                     if market not in known_markets:
-                        problems.append(FieldError(r.row, f"unknown market {market!r} (the trading calendar knows: "
-                                                          f"{', '.join(sorted(known_markets))})"))
+                        problems.append(problem(r.row, "unknown_market", zh, value=market,
+                                                choices=sorted(known_markets)))
         return problems
 
     def _apply(self, s: Session, records: list[ItemRecord], existing: dict[str, ConfigItem],
-               actor: str) -> ImportSummary:
+               actor: str, instance_id: int | None = None) -> ImportSummary:
+        """`existing` by the name each record gives (a renamed item under its new name); `instance_id`:
+        the case that asked for the change, on its audit events."""
         now = self.ctx.now()
         changes: dict[str, dict[str, Any]] = {}
         created: set[str] = set()
@@ -138,7 +170,8 @@ class ConfigurationService:
                 created.add(r.name)
                 changes[r.name] = dict(r.fields)
                 continue
-            changed = {k: {"from": getattr(row, k), "to": v} for k, v in r.fields.items() if getattr(row, k) != v}
+            changed = {k: {"from": getattr(row, k), "to": v} for k, v in {"name": r.name, **r.fields}.items()
+                       if getattr(row, k) != v}
             for k, change in changed.items():
                 setattr(row, k, change["to"])
             changes[r.name] = changed
@@ -160,15 +193,99 @@ class ConfigurationService:
         summary = ImportSummary(kept=sorted(set(existing) - {r.name for r in records}))
         for r in records:
             if r.name in created:
-                self.audit.record(s, actor, "ci.created", data={"name": r.name, "fields": changes[r.name]})
+                self.audit.record(s, actor, "ci.created", instance_id=instance_id,
+                                  data={"name": r.name, "fields": changes[r.name]})
                 summary.created.append(r.name)
             elif changes[r.name]:
                 rows[r.name].updated_at, rows[r.name].updated_by = now, actor
-                self.audit.record(s, actor, "ci.updated", data={"name": r.name, "changes": changes[r.name]})
+                self.audit.record(s, actor, "ci.updated", instance_id=instance_id,
+                                  data={"name": r.name, "changes": changes[r.name]})
                 summary.updated.append(r.name)
             else:
                 summary.unchanged.append(r.name)
         return summary
+
+    # one item, asked for by a case (processes/config_item.bpmn) ----------------------------------------
+    def check_request(self, action: Any, item_id: Any, item: Any) -> dict[str, Any]:
+        """Whether a case's request would register as the register stands now; nothing is written.
+
+        `action` "create" (a new item, `item` its fields) or "update" (item `item_id`; the fields `item`
+        gives replace its own, the others stay). The answer: {ok, reason, item_id, name, changes}, the
+        reason in Chinese for the requester the case goes back to.
+        """
+        with self.ctx.db.transaction() as s:
+            return self._requested(s, action, item_id, item).answer()
+
+    def register_request(self, by: Actor, instance_id: int, action: Any, item_id: Any, item: Any) -> dict[str, Any]:
+        """Create or change the one item a case asks for, with its relations, in the case's transaction,
+        audited as `by` (the config manager who approved it) with the case; a problem the requester can
+        fix (a name taken, an unknown market) is `ok: false` with the reason, and nothing is written."""
+        self.access.require(by, "ci.manage", "register a configuration item")
+        with self.ctx.db.transaction() as s:
+            request = self._requested(s, action, item_id, item)
+            if request.record is None or request.problems:
+                return request.answer()
+            self._apply(s, [request.record], request.existing, by.username, instance_id)
+            registered = s.scalars(select(ConfigItem).where(ConfigItem.name == request.record.name)).one()
+            request.item_id = registered.id
+        return request.answer()
+
+    def _requested(self, s: Session, action: Any, item_id: Any, item: Any) -> _Request:
+        existing = {row.name: row for row in s.scalars(select(ConfigItem))}
+        request = _Request(action=str(action), item_id=None, existing=existing)
+        if action not in ("create", "update"):
+            return request.refused(f"申请类型 {action!r} 无效（create 新增 或 update 变更）")
+        if item is not None and not isinstance(item, dict):
+            return request.refused("配置项内容须为对象")
+        # a field left empty is not asked for: a new item takes the default, a changed one keeps its value
+        given = {k: v for k, v in (item or {}).items() if v is not None}
+        current: ConfigItem | None = None
+        if action == "update":
+            try:
+                request.item_id = int(item_id)
+            except (TypeError, ValueError):
+                return request.refused("变更已登记的配置项须填写配置项编号")
+            current = s.get(ConfigItem, request.item_id)
+            if current is None:
+                return request.refused(f"配置项登记册中没有编号为 {request.item_id} 的配置项")
+            before = self._as_row(s, current, {row.id: name for name, row in existing.items()})
+            given = {**before, **given}
+            request.existing = {name: row for name, row in existing.items() if row.id != current.id}
+        elif item_id not in (None, ""):
+            return request.refused("新增配置项不填配置项编号（修改已登记的配置项请选择“变更”）")
+        record, problems = parse_row(given)
+        if record is not None:
+            taken = request.existing.get(record.name)
+            if taken is not None:
+                problems.append(FieldError("", f"名称“{record.name}”已被配置项 {taken.id} 使用" + (
+                    "（修改它请选择“变更”并填写其编号）" if current is None else "")))
+            problems += self._check(s, [record], request.existing, zh=True)
+        request.record, request.problems = record, problems
+        if record is None or problems:
+            return request
+        if current is None:
+            request.changes = {**record.fields, **_relations(record.relations)}
+            return request
+        request.existing = {**request.existing, record.name: current}
+        old_relations = frozenset((kind, target) for kind in KINDS for target in before[kind])
+        request.changes = {k: {"from": getattr(current, k), "to": v} for k, v in {"name": record.name, **record.fields}
+                           .items() if getattr(current, k) != v}
+        if old_relations != record.relations:
+            request.changes["relations"] = {"from": _relations(old_relations), "to": _relations(record.relations)}
+        if not request.changes:
+            return request.refused(f"未提出任何变更：内容与登记册中的配置项 {current.id}（{current.name}）相同")
+        return request
+
+    @staticmethod
+    def _as_row(s: Session, item: ConfigItem, names: dict[int, str]) -> dict[str, Any]:
+        """An item as the row of an import file (what a request's fields overlay)."""
+        row: dict[str, Any] = {"name": item.name, "class": class_label(item.core), "system_class": item.system_class,
+                               "category": item.category, "markets": list(item.markets),
+                               **{k: getattr(item, k) for k in TEXT_FIELDS}}
+        for kind in KINDS:
+            row[kind] = sorted(names[rel.to_id] for rel in s.scalars(select(ConfigItemRelation).where(
+                ConfigItemRelation.from_id == item.id, ConfigItemRelation.kind == kind)))
+        return row
 
     def list_items(self, search: str | None = None) -> list[ItemView]:
         """Every item by name, with its relations; `search` keeps those whose text contains it."""

@@ -1,5 +1,7 @@
-"""Reading a register file (JSON or CSV) into item records, without the database: what each row
-says and what is wrong with it, named by row. The service checks what needs the database.
+"""Reading a register file (JSON or CSV), or one item a case asks for, into item records, without the
+database: what each row says and what is wrong with it, named by row. The service checks what needs
+the database. A file's problems are told in English (the CLI, the import page); a case's in Chinese,
+to the requester it goes back to: one rule, two wordings (PROBLEMS).
 """
 
 from __future__ import annotations
@@ -22,6 +24,51 @@ KINDS = ("depends_on", "runs_on")
 TEXT_FIELDS = {"environment": "生产", "owner_role": "", "maintainer_a": "", "maintainer_b": "", "vendor": "",
                "version": "", "status": "在用"}
 KEYS = {"name", "class", "system_class", "category", "markets", *TEXT_FIELDS, *KINDS}
+LABELS = {"name": "名称", "class": "核心交易类别", "system_class": "系统分类", "category": "业务类别",
+          "markets": "连接市场", "environment": "环境", "owner_role": "归属角色", "maintainer_a": "A角维护人",
+          "maintainer_b": "B角维护人", "vendor": "厂商", "version": "版本", "status": "状态",
+          "depends_on": "依赖", "runs_on": "运行于"}
+
+# Each problem in English (a file's row) and in Chinese (a case's item). {value}, {target}: shown quoted;
+# {choices}: a list, joined; {label}: the field's Chinese name (LABELS) for {key}.
+PROBLEMS = {
+    "not_object": ("not an object", "不是一个对象"),
+    "no_name": ("no name", "未填写名称"),
+    "unknown_field": ("unknown field {key!r}", "未知字段 {key!r}"),
+    "unknown_class": ("unknown class {value} (one of: {choices})", "核心交易类别 {value} 无效（可选：{choices}）"),
+    "unknown_system_class": ("unknown system_class {value} (一类..五类, or 1..5)",
+                             "系统分类 {value} 无效（一类至五类）"),
+    "unknown_category": ("unknown category {value} (one of: {choices})", "业务类别 {value} 无效（可选：{choices}）"),
+    "markets_list": ("markets must be a list of market codes", "连接市场须为市场代码列表"),
+    "not_text": ("{key} must be text", "{label}须为文本"),
+    "unknown_status": ("unknown status {value} (one of: {choices})", "状态 {value} 无效（可选：{choices}）"),
+    "relation_list": ("{key} must be a list of item names", "{label}须为配置项名称列表"),
+    "relation_self": ("{key} names the item itself", "{label}不能是配置项自身"),
+    "duplicate_name": ("duplicate name {value} (also {other})", "名称 {value} 重复（另见 {other}）"),
+    # checked by the service, against the register
+    "unknown_target": ("{key} names {target}, which is neither in the file nor in the register",
+                       "{label}中的 {target} 不在配置项登记册中"),
+    "unknown_owner_role": ("unknown owner_role {value}", "归属角色 {value} 不存在"),
+    "no_calendar": ("markets cannot be checked: no trading calendar ({error})",
+                    "无法核对连接市场：缺少交易日历（{error}）"),
+    "unknown_market": ("unknown market {value} (the trading calendar knows: {choices})",
+                       "市场 {value} 不在交易日历中（交易日历中的市场：{choices}）"),
+}
+
+
+def problem(where: str, kind: str, zh: bool = False, **params: Any) -> FieldError:
+    """A problem of the row `where`, worded for a file (English) or for a case's requester (zh)."""
+    english, chinese = PROBLEMS[kind]
+    shown = dict(params)
+    for name in ("value", "target"):
+        if name in params:
+            value = params[name]
+            shown[name] = ("（未填写）" if value is None else f"“{value}”") if zh else repr(value)
+    if "choices" in params:
+        shown["choices"] = ("、" if zh else ", ").join(str(c) for c in params["choices"])
+    if "key" in params:
+        shown["label"] = LABELS.get(params["key"], params["key"])
+    return FieldError(where, (chinese if zh else english).format(**shown))
 
 
 def class_label(core: bool) -> str:
@@ -61,7 +108,7 @@ def parse(text: str, file_name: str) -> tuple[list[ItemRecord], list[FieldError]
         if record is None:
             continue
         if record.name in seen:
-            problems.append(FieldError(record.row, f"duplicate name {record.name!r} (also {seen[record.name]})"))
+            problems.append(problem(record.row, "duplicate_name", value=record.name, other=seen[record.name]))
             continue
         seen[record.name] = record.row
         records.append(record)
@@ -80,64 +127,70 @@ def _csv_row(row: dict[str | None, Any]) -> dict[str, Any]:
     return item
 
 
-def _record(where: str, row: Any, problems: list[FieldError]) -> ItemRecord | None:
+def parse_row(row: Any, where: str = "配置项") -> tuple[ItemRecord | None, list[FieldError]]:
+    """One item as a case asks for it (a file's row by the same rules), its problems in Chinese."""
+    problems: list[FieldError] = []
+    return _record(where, row, problems, zh=True), problems
+
+
+def _record(where: str, row: Any, problems: list[FieldError], zh: bool = False) -> ItemRecord | None:
     if not isinstance(row, dict):
-        problems.append(FieldError(where, "not an object"))
+        problems.append(problem(where, "not_object", zh))
         return None
     name = row.get("name")
     if not isinstance(name, str) or not name.strip():
-        problems.append(FieldError(where, "no name"))
+        problems.append(problem(where, "no_name", zh))
         return None
     name = name.strip()
-    where = f"{where} ({name})"
+    where = f"{where}（{name}）" if zh else f"{where} ({name})"
     before = len(problems)
     for key in sorted(set(row) - KEYS):
-        problems.append(FieldError(where, f"unknown field {key!r}"))
+        problems.append(problem(where, "unknown_field", zh, key=key))
     fields: dict[str, Any] = {}
     if row.get("class") not in CLASSES:
-        problems.append(FieldError(where, f"unknown class {row.get('class')!r} (one of: {', '.join(CLASSES)})"))
+        problems.append(problem(where, "unknown_class", zh, value=row.get("class"), choices=CLASSES))
     else:
         fields["core"] = CLASSES[row["class"]]
-    fields["system_class"] = _system_class(where, row.get("system_class"), problems)
+    fields["system_class"] = _system_class(where, row.get("system_class"), problems, zh)
     category = row.get("category", "其他")
     if category not in CATEGORIES:
-        problems.append(FieldError(where, f"unknown category {category!r} (one of: {', '.join(CATEGORIES)})"))
+        problems.append(problem(where, "unknown_category", zh, value=category, choices=CATEGORIES))
     else:
         fields["category"] = category
     markets = row.get("markets", [])
     if not isinstance(markets, list) or not all(isinstance(m, str) and m.strip() for m in markets):
-        problems.append(FieldError(where, "markets must be a list of market codes"))
+        problems.append(problem(where, "markets_list", zh))
     else:
         fields["markets"] = sorted({m.strip().upper() for m in markets})
     for key, default in TEXT_FIELDS.items():
         value = row.get(key, default)
         if not isinstance(value, str | int | float) or isinstance(value, bool):
-            problems.append(FieldError(where, f"{key} must be text"))
+            problems.append(problem(where, "not_text", zh, key=key))
         else:
             fields[key] = str(value).strip()
     if fields.get("status", "在用") not in STATUSES:
-        problems.append(FieldError(where, f"unknown status {fields['status']!r} (one of: {', '.join(STATUSES)})"))
+        problems.append(problem(where, "unknown_status", zh, value=fields["status"], choices=STATUSES))
     relations: set[tuple[str, str]] = set()
     for kind in KINDS:
         targets = row.get(kind, [])
         if not isinstance(targets, list) or not all(isinstance(t, str) and t.strip() for t in targets):
-            problems.append(FieldError(where, f"{kind} must be a list of item names"))
+            problems.append(problem(where, "relation_list", zh, key=kind))
             continue
         for target in targets:
             if target.strip() == name:
-                problems.append(FieldError(where, f"{kind} names the item itself"))
+                problems.append(problem(where, "relation_self", zh, key=kind))
             relations.add((kind, target.strip()))
     if len(problems) > before:
         return None
     return ItemRecord(where, name, fields, frozenset(relations))
 
 
-def _system_class(where: str, value: Any, problems: list[FieldError]) -> int | None:
+def _system_class(where: str, value: Any, problems: list[FieldError], zh: bool = False) -> int | None:
     if value is None or value == "":
         return None
     if isinstance(value, str) and value.strip() in SYSTEM_CLASSES:
         return SYSTEM_CLASSES[value.strip()]
     if isinstance(value, int | str) and not isinstance(value, bool) and str(value).strip() in {"1", "2", "3", "4", "5"}:
         return int(value)
-    problems.append(FieldError(where, f"unknown system_class {value!r} (一类..五类, or 1..5)"))
+    problems.append(problem(where, "unknown_system_class", zh, value=value))
     return None
