@@ -399,6 +399,8 @@ def _roles_only(tmp_path: Path) -> Path:
     shutil.copy(ROOT / "processes" / "roles.json", processes)
     if (ROOT / "processes" / "access.json").exists():
         shutil.copy(ROOT / "processes" / "access.json", processes)
+    # init --demo seeds the demo register, whose items name markets of the trading calendar
+    shutil.copytree(ROOT / "processes" / "calendar", processes / "calendar", dirs_exist_ok=True)
     return processes
 
 
