@@ -18,7 +18,7 @@ import pytest
 from engine import ProcessEngine
 from engine.people.identity import Actor
 from engine.storage.models import HumanTask
-from tests.conftest import ROOT, Clock, make_settings
+from tests.conftest import ROOT, Clock, copy_database, make_settings
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # Friday 2026-11-20 18:00 in Shanghai: after the day session, before the night session.
@@ -31,16 +31,40 @@ def clock() -> Clock:
     return Clock(START)
 
 
-@pytest.fixture
-def engine(database_url: str, tmp_path: Path, clock: Clock) -> Iterator[ProcessEngine]:
-    """A migrated engine with the library deployed and the demo users (processes/demo_users.json)."""
+def library_engine(database_url: str, tmp_path: Path, clock: Clock, template: Path | None = None) -> ProcessEngine:
+    """A migrated engine with the library deployed, the demo users (processes/demo_users.json) and the
+    demo register; on SQLite copied from `template`, a database made the same way at the same START."""
+    copied = template is not None and copy_database(template, database_url, tmp_path)
     eng = ProcessEngine(make_settings(database_url, tmp_path, forms_dir=ROOT / "forms"), clock=clock)
-    eng.migrate()
-    eng.identity.seed_roles(ROOT / "processes" / "roles.json")
-    eng.repository.deploy_directory(ROOT / "processes")
-    for u in json.loads((ROOT / "processes" / "demo_users.json").read_text(encoding="utf-8")):
-        eng.identity.add_user(u["username"], u["roles"], u["display_name"])
-    eng.seed_demo_register()
+    if not copied:
+        eng.migrate()
+        eng.identity.seed_roles(ROOT / "processes" / "roles.json")
+        eng.repository.deploy_directory(ROOT / "processes")
+        for u in json.loads((ROOT / "processes" / "demo_users.json").read_text(encoding="utf-8")):
+            eng.identity.add_user(u["username"], u["roles"], u["display_name"])
+        eng.seed_demo_register()
+    return eng
+
+
+_TEMPLATE: list[Path] = []  # the SQLite library template of this test process, once made
+
+
+def library_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The library set up once per test process (~1.5 s a test otherwise), on the clock every test
+    here starts from, so a copy holds exactly what setting it up in the test would. (A function, not
+    a session fixture: modules elsewhere import `engine` from here, and a fixture would not follow.)"""
+    if not _TEMPLATE:
+        where = tmp_path_factory.mktemp("library")
+        library_engine(f"sqlite:///{where / 'opsflow.db'}", where, Clock(START)).close()
+        _TEMPLATE.append(where)
+    return _TEMPLATE[0]
+
+
+@pytest.fixture
+def engine(database_url: str, tmp_path: Path, clock: Clock,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessEngine]:
+    """A migrated engine with the library deployed, the demo users and the demo register."""
+    eng = library_engine(database_url, tmp_path, clock, library_template(tmp_path_factory))
     yield eng
     eng.close()
 
