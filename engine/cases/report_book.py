@@ -107,8 +107,18 @@ class NoChineseFont(NotInstalled):
     code = "no_cjk_font"
 
 
+# the 2021 办法 (证监会公告〔2021〕12号) applies to events discovered from 2021-06-04
+RULES_2021_FROM = "2021-06-04"
+
+
 def form_of(case_data: dict[str, Any]) -> Form:
-    return FORMS["2021"] if case_data.get("rule_set") == "2021" else FORMS["2012"]
+    """The form of the rules the case was graded under; a case without a grading (an emergency
+    declared directly) by its discovery date, as the incident process chooses its rule set."""
+    rule_set = case_data.get("rule_set")
+    if rule_set is None:
+        discovered = str(case_data.get("discovered_at") or "")[:10]
+        rule_set = "2012" if discovered and discovered < RULES_2021_FROM else "2021"
+    return FORMS["2021"] if rule_set == "2021" else FORMS["2012"]
 
 
 def fill(case_id: int, case_data: dict[str, Any], title: str, report: Any | None,

@@ -123,7 +123,7 @@ def test_the_printed_report_book_shows_its_chinese_text_in_an_embedded_font(flow
     assert_report_book(pdf, flow.engine.runtime.show(case).title, "集中交易主机宕机", "zhaolei")
 
 
-def assert_report_book(pdf: bytes, *texts: str, form: str = "信息安全事件情况报告书") -> None:
+def assert_report_book(pdf: bytes, *texts: str, form: str = "网络安全事件情况报告书") -> None:
     """The PDF embeds a TrueType font, its text layer reads back the form's title and the given Chinese, and
     the page drawn as an image has ink where the title is (a font without the glyphs would print blanks or
     boxes)."""

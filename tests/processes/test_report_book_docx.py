@@ -34,7 +34,7 @@ def docx_fields(document: bytes) -> tuple[list[str], dict[str, str]]:
             {row.cells[0].text: row.cells[1].text for row in table.rows})
 
 
-def assert_report_docx(document: bytes, *texts: str, form: str = INFORMATION) -> dict[str, str]:
+def assert_report_docx(document: bytes, *texts: str, form: str = NETWORK) -> dict[str, str]:
     """The DOCX opens, shows the form's title and the given Chinese, and every run with text names an East
     Asian font (w:rFonts w:eastAsia) and is marked Chinese, so Word does not fall back to a Latin font."""
     assert document.startswith(b"PK")
@@ -106,3 +106,10 @@ def test_without_a_chinese_font_neither_export_is_made_and_the_error_names_what_
         with pytest.raises(NotInstalled) as refused:
             export(flow.user("sunyan"), case)
         assert refused.value.code == "no_cjk_font" and "fonts-wqy-zenhei" in refused.value.message
+
+
+def test_a_case_without_a_grading_takes_the_form_of_its_discovery_date() -> None:
+    # an emergency declared directly has no rule_set: the rules in force when it was discovered decide
+    assert report_book.form_of({"discovered_at": BEFORE_2021}).rule_set == "2012"
+    assert report_book.form_of({"discovered_at": UNDER_2021}).rule_set == "2021"
+    assert report_book.form_of({"rule_set": "2012", "discovered_at": UNDER_2021}).rule_set == "2012"
