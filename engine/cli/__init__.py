@@ -75,6 +75,8 @@ def cmd_init(engine: ProcessEngine, args: argparse.Namespace) -> int:
     if result["demo_users"]:
         print(f"demo users added with the demo password 'opsflow', which the password policy would refuse "
               f"(--demo only; never use them in production): {', '.join(result['demo_users'])}")
+    if result.get("demo_items"):
+        print(f"demo configuration register: {len(result['demo_items'])} systems (opsflow ci list)")
     if result.get("demo_skipped"):
         print("demo users not added: this database has users already, left as they are")
     key = engine.audit.key()
