@@ -401,3 +401,37 @@ class ConfigItemRelation(Base):
     from_id: Mapped[int] = mapped_column(ForeignKey("config_item.id", ondelete="CASCADE"), index=True)
     to_id: Mapped[int] = mapped_column(ForeignKey("config_item.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(16))  # depends_on|runs_on
+
+
+class StandardChangeTemplate(Base):
+    """A standard-change template (标准变更模板): the steps and rollback plan a standard change of the
+    bound systems follows, approved by an ops manager and the IT head in a standard_change_template
+    case (engine/configuration/templates.py).
+
+    status: 草稿 (proposed, not yet approved) | 生效 (active: changes may cite it) | 过期 (past
+    valid_until, awaiting review) | 停用 (retired on review). A renewal keeps the code, raises version
+    and sets a new validity; earlier versions live in the audit trail (template.activated ...).
+    """
+
+    __tablename__ = "standard_change_template"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)  # SC-0001
+    title: Mapped[str] = mapped_column(String(256))
+    system_ids: Mapped[list[Any]] = mapped_column(JSON)  # config_item ids the template covers
+    steps: Mapped[list[Any]] = mapped_column(JSON)  # the steps, as text, in order
+    rollback_plan: Mapped[str] = mapped_column(Text)
+    rollback_tested: Mapped[bool]  # as declared by the proposer and approved
+    status: Mapped[str] = mapped_column(String(16), index=True)  # 草稿|生效|过期|停用
+    valid_from: Mapped[datetime | None]
+    valid_until: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    approved_by_ops: Mapped[str | None] = mapped_column(String(64))
+    approved_by_it_head: Mapped[str | None] = mapped_column(String(64))
+    # the case that approved (or last renewed) this version
+    instance_id: Mapped[int | None] = mapped_column(
+        ForeignKey("process_instance.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(64))
