@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.definitions.forms import labelled_answers, outcome_field
+from engine.configuration import picker
+from engine.definitions.forms import labelled_answers, outcome_field, register_fields
 from engine.definitions.rules import case_fields_written
 from engine.storage.models import HumanTask, User
 
@@ -52,8 +53,14 @@ def approval_record(s: Session, definition: Any, instance_id: int) -> list[Appro
     names = dict(s.execute(select(User.username, User.display_name).where(User.username.in_(people))).all()) \
         if people else {}
     entries = []
+    named: dict[str, dict[str, Any] | None] = {}  # forms with register fields, their ids named (one read per form)
     for row in rows:
         form = definition.forms.get(row.form_key) if row.form_key else None
+        if form is not None and register_fields(form):
+            key = str(row.form_key)
+            if key not in named:
+                named[key] = picker.with_options(s, form, every_item=True)
+            form = named[key]
         answers = labelled_answers(form, row.answers or {})
         outcome = outcome_field(form)
         shown = next((a for a in answers if a["field"] == outcome), None)

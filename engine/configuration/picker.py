@@ -37,12 +37,14 @@ def item_label(item: ConfigItem) -> str:
     return f"{item.name}（{class_label(item.core)}{'·' + level if level else ''}）"
 
 
-def with_options(s: Session, schema: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The form with its register fields' choices filled in (the items in service), for display."""
+def with_options(s: Session, schema: dict[str, Any] | None, *, every_item: bool = False) -> dict[str, Any] | None:
+    """The form with its register fields' choices filled in, for display: the items in service to
+    pick from, or `every_item` to name what was picked (a record outlives an item's retirement)."""
     fields = register_fields(schema)
     if not fields or schema is None:
         return schema
-    options = [{"const": i.id, "title": item_label(i)} for i in in_service(s)]
+    items = list(s.scalars(select(ConfigItem).order_by(ConfigItem.name))) if every_item else in_service(s)
+    options = [{"const": i.id, "title": item_label(i)} for i in items]
     shown = copy.deepcopy(schema)
     for f in fields:
         prop = shown["properties"][f.name]

@@ -273,3 +273,16 @@ def test_start_data_names_systems_by_id_and_never_carries_their_record(flow: Flo
                                                "impact": "high", "urgency": "high", "description": "告警"})
     data = flow.data(case)
     assert data["system_records"][0]["category"] == "集中交易" and data["level"] == "较大"
+
+
+def test_the_record_names_the_systems_picked_even_after_one_is_retired(flow: Flow) -> None:
+    case = reported(flow, systems=["集中交易", "办公自动化"])
+    register = json.loads((ROOT / "processes" / "demo_config_items.json").read_text(encoding="utf-8"))
+    for item in register:
+        if item["name"] == "办公自动化":
+            item["status"] = "已下线"
+    flow.engine.configuration.import_items("opsflow", json.dumps(register, ensure_ascii=False), "register.json")
+    [report] = [e for e in flow.record(case) if e.bpmn_id == "report"]
+    [systems] = [f for f in report.facts if f["field"] == "systems"]
+    assert systems["label"] == "受影响系统"
+    assert systems["text"] == ["集中交易（核心交易·一类）", "办公自动化（非核心·五类）"]
