@@ -435,3 +435,24 @@ class StandardChangeTemplate(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime]
     updated_by: Mapped[str] = mapped_column(String(64))
+
+
+class RegisterDocument(Base):
+    """One version of a document a firm edits in the browser: a form, the trading calendar's session
+    times or holidays, a register such as the emergency plans (engine/definitions/documents.py).
+
+    Every node reads the newest version from here, so all see the same; the files in forms/ and
+    processes/ only seed a document that has no row yet (`opsflow init`). Rows are never changed: a
+    save adds version n+1, audited (document.saved).
+    """
+
+    __tablename__ = "register_document"
+    __table_args__ = (UniqueConstraint("kind", "key", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # form | calendar | register
+    key: Mapped[str] = mapped_column(String(128))  # approval.json | holidays | emergency_plans
+    version: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)  # the JSON text exactly as saved (sha256 is over it)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(64))
