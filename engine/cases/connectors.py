@@ -42,7 +42,8 @@ class LibraryServices:
                 "require_case": self.require_case, "link_cases": self.link_cases,
                 "linked_cases": self.linked_cases, "register_entries": self.register_entries,
                 "register_entry": self.register_entry, "deadline": self.deadline,
-                "check_config_item": self.check_config_item, "register_config_item": self.register_config_item}
+                "check_config_item": self.check_config_item, "register_config_item": self.register_config_item,
+                "update_item_versions": self.update_item_versions}
 
     def _current(self) -> tuple[int, str]:
         current = self.ctx.current_case.get()
@@ -221,6 +222,12 @@ class LibraryServices:
         case_id, username = self._current()
         return self._register_of_items().register_request(self.identity.get(username), case_id, action, item_id,
                                                           item)
+
+    def update_item_versions(self, versions: Any) -> dict[str, Any]:
+        """A change closed successfully: each item it names in `versions` ([{system: id, version}]) takes
+        the version it brought, audited ci.updated as the user who closed it, with this case's id."""
+        case_id, username = self._current()
+        return self._register_of_items().update_versions(username, case_id, versions)
 
     # time -------------------------------------------------------------------------------------------
     def deadline(self, start: Any = None, duration: str | None = None, working_days: int = 0) -> str:

@@ -197,13 +197,47 @@ class ConfigurationService:
                                   data={"name": r.name, "fields": changes[r.name]})
                 summary.created.append(r.name)
             elif changes[r.name]:
-                rows[r.name].updated_at, rows[r.name].updated_by = now, actor
-                self.audit.record(s, actor, "ci.updated", instance_id=instance_id,
-                                  data={"name": r.name, "changes": changes[r.name]})
+                self._record_update(s, rows[r.name], actor, changes[r.name], instance_id)
                 summary.updated.append(r.name)
             else:
                 summary.unchanged.append(r.name)
         return summary
+
+    def _record_update(self, s: Session, row: ConfigItem, actor: str, changes: dict[str, Any],
+                       instance_id: int | None) -> None:
+        """Stamp a changed item and audit it (ci.updated, each field from -> to): the item's history."""
+        row.updated_at, row.updated_by = self.ctx.now(), actor
+        self.audit.record(s, actor, "ci.updated", instance_id=instance_id,
+                          data={"name": row.name, "changes": changes})
+
+    # versions a change brought (6.4 配置项更新, processes/change.bpmn) -------------------------------------
+    def update_versions(self, by: str, instance_id: int, versions: Any) -> dict[str, Any]:
+        """Set each item to the version a closed change brought, in the case's transaction, audited as
+        `by` (whose action closed the change) with the case id.
+
+        `versions`: [{system: item id, version}]. The `from` is the item's version now, not the one it
+        had when the change was asked for: if someone changed it meanwhile, the history says so. An item
+        already at the version is left alone; one gone from the register is listed as missing.
+        """
+        rows = versions if isinstance(versions, list) else []
+        answer: dict[str, list[Any]] = {"updated": [], "unchanged": [], "missing": []}
+        with self.ctx.db.transaction() as s:
+            for row in rows:
+                item_id = row.get("system") if isinstance(row, dict) else None
+                version = str(row.get("version") or "").strip() if isinstance(row, dict) else ""
+                item = (s.get(ConfigItem, item_id, with_for_update=True)
+                        if isinstance(item_id, int) and not isinstance(item_id, bool) else None)
+                if item is None or not version:
+                    answer["missing"].append(item_id)
+                    continue
+                if item.version == version:
+                    answer["unchanged"].append({"item_id": item.id, "name": item.name, "version": version})
+                    continue
+                change = {"from": item.version, "to": version}
+                item.version = version
+                self._record_update(s, item, by, {"version": change}, instance_id)
+                answer["updated"].append({"item_id": item.id, "name": item.name, **change})
+        return answer
 
     # one item, asked for by a case (processes/config_item.bpmn) ----------------------------------------
     def check_request(self, action: Any, item_id: Any, item: Any) -> dict[str, Any]:
