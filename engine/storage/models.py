@@ -442,7 +442,8 @@ class RegisterDocument(Base):
     times or holidays, a register such as the emergency plans (engine/definitions/documents.py).
 
     Every node reads the newest version from here, so all see the same; the files in forms/ and
-    processes/ only seed a document that has no row yet (`opsflow init`). Rows are never changed: a
+    processes/ seed a document at `opsflow init` when it has no row yet, or when its newest version
+    was itself seeded and the file has changed since (never over an edit). Rows are never changed: a
     save adds version n+1, audited (document.saved).
     """
 
@@ -456,3 +457,5 @@ class RegisterDocument(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(String(64))
+    # the file this version was seeded from (forms/approval.json); None for an edit in the browser
+    seeded_from: Mapped[str | None] = mapped_column(String(256))
