@@ -25,6 +25,7 @@ from engine.config import ROOT, Settings
 from engine.configuration import ConfigurationService
 from engine.context import EngineContext, utc_now
 from engine.definitions.calendar import CalendarService
+from engine.definitions.documents import RegisterDocuments, seed_files
 from engine.definitions.repository import RepositoryService
 from engine.definitions.versions import VersionService
 from engine.jobs.escalation import EscalationService
@@ -49,7 +50,10 @@ class ProcessEngine:
         # Every "may" beyond a task's lane, from processes/access.json (engine/people/access.py).
         self.access = AccessPolicy.load(_beside_roles(settings, "access.json"))
         self.identity = IdentityService(self.ctx, self.audit, self.access)
+        # Forms, the trading calendar and registers edited in the browser: versioned rows every node reads.
+        self.documents = RegisterDocuments(self.ctx, self.audit)
         self.repository = RepositoryService(self.ctx, self.identity, self.audit, self.access)
+        self.repository.documents = self.documents
         self.store = CaseStore(self.ctx, self.repository, self.identity)
         self.runtime = RuntimeService(self.ctx, self.repository, self.identity, self.audit, self.store, self.access)
         self.tasks = TaskService(self.ctx, self.repository, self.identity, self.audit, self.store, self.access)
@@ -63,7 +67,7 @@ class ProcessEngine:
         self.attachments = AttachmentService(self.ctx, self.audit, self.access)
         # Services BPMN service tasks may call (spiffworkflow:serviceTaskOperator id="...").
         self.ctx.environment.services.setdefault("start_case", self.runtime.start_linked_case)
-        self.calendar = CalendarService(settings.processes_dir / "calendar", self.audit)
+        self.calendar = CalendarService(settings.processes_dir / "calendar", self.audit, self.documents)
         self.ctx.environment.services.setdefault("trading_window_check", self.calendar.check_window)
         self.store.calendar = self.calendar  # due times in working (trading) days
         # The configuration items register (配置项): market codes checked against the calendar's.
@@ -78,7 +82,7 @@ class ProcessEngine:
         self.escalations = EscalationService(self.ctx, self.jobs, self.store, self.identity, self.audit,
                                              self.notify, self.access)
         for name, service in LibraryServices(self.ctx, self.identity, self.runtime, self.calendar,
-                                             self.configuration).services().items():
+                                             self.configuration, self.documents).services().items():
             self.ctx.environment.services.setdefault(name, service)
 
     @classmethod
@@ -98,6 +102,9 @@ class ProcessEngine:
 
         self.migrate()
         added_roles = self.identity.seed_roles(_beside_roles(self.ctx.settings, "roles.json"))
+        # Before the deploy, which reads the forms from the database. A file changed after an edit in the
+        # browser does not replace that edit (engine/definitions/documents.py).
+        seeding = self.documents.seed(seed_files(self.ctx.settings.forms_dir, self.ctx.settings.processes_dir))
         deployed = self.repository.deploy_directory()
         users = []
         # Demo users only in a new database: their known password skips the password policy, so they
@@ -110,7 +117,8 @@ class ProcessEngine:
                 users.append(u["username"])
         items = self.seed_demo_register() if demo and not existing else []
         return {"roles_added": added_roles, "deployed": deployed, "demo_users": users,
-                "demo_skipped": existing, "demo_items": items}
+                "demo_skipped": existing, "demo_items": items,
+                "documents_seeded": seeding.added, "documents_kept": seeding.kept}
 
     def seed_demo_register(self) -> list[str]:
         """The demo firm's systems (processes/demo_config_items.json), so the forms' pickers offer some."""

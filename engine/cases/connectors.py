@@ -19,6 +19,7 @@ from engine.cases.runtime import RuntimeService
 from engine.configuration import ConfigurationService
 from engine.context import EngineContext
 from engine.definitions.calendar import CalendarService
+from engine.definitions.documents import RegisterDocuments
 from engine.errors import BadRequest, NotFound
 from engine.people.identity import IdentityService
 from engine.spiff.timers import duration_from, parse_iso_duration
@@ -30,8 +31,10 @@ _REGISTER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 class LibraryServices:
     def __init__(self, ctx: EngineContext, identity: IdentityService, runtime: RuntimeService,
                  calendar: CalendarService | None = None,
-                 configuration: ConfigurationService | None = None) -> None:
+                 configuration: ConfigurationService | None = None,
+                 documents: RegisterDocuments | None = None) -> None:
         self.ctx = ctx
+        self.documents = documents  # where the registers live (the database)
         self.identity = identity
         self.runtime = runtime
         self.calendar = calendar
@@ -177,21 +180,29 @@ class LibraryServices:
                             "title": other.title, "status": other.status})
         return out
 
-    # registers: JSON data files in processes/ that a process owner keeps (emergency plans …) -------
+    # registers a process owner keeps (emergency plans …): the database's newest version, seeded from
+    # processes/<register>.json (engine/definitions/documents.py); read on every call, so a plan saved on
+    # another node is the one this node offers --------------------------------------------------------
     def _register(self, register: str) -> list[dict[str, Any]]:
         if not _REGISTER_NAME.match(str(register)):
             raise BadRequest(f"register name {register!r} must be lower-case letters, digits and _")
+        document = self.documents.latest("register", register) if self.documents is not None else None
         path = self.ctx.settings.processes_dir / f"{register}.json"
-        if not path.is_file():
-            raise NotFound(f"no register {register!r} ({path.name} is missing from the processes directory)")
-        content = json.loads(path.read_text(encoding="utf-8"))
+        if document is not None:
+            content, where = document.data(), f"register {register!r} version {document.version}"
+        elif path.is_file():
+            content, where = json.loads(path.read_text(encoding="utf-8")), path.name
+        else:
+            raise NotFound(f"no register {register!r} (not in the database, and {path.name} is missing "
+                           f"from the processes directory)")
         entries = content.get("entries") if isinstance(content, dict) else None
         if not isinstance(entries, list):
-            raise BadRequest(f"{path.name} must hold an object with an \"entries\" list")
+            raise BadRequest(f"{where} must hold an object with an \"entries\" list")
         return entries
 
     def register_entries(self, register: str, active_only: bool = True) -> list[dict[str, Any]]:
-        """A register's entries (`processes/<register>.json`), the inactive ones left out."""
+        """A register's entries (the database's newest version, else `processes/<register>.json`), the
+        inactive ones left out."""
         return [e for e in self._register(register) if not active_only or e.get("active", True)]
 
     def register_entry(self, register: str, entry_id: Any) -> dict[str, Any]:

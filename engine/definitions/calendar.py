@@ -1,8 +1,11 @@
 """The trading calendar: which days the markets trade and when, and whether a change window hits it.
 
-Data, not code (REQUIREMENTS §2.4-5): `processes/calendar/sessions.json` (session times per market)
-and `holidays.json` (weekday closures per year); the format is in `processes/calendar/README.md`.
-Files are re-read when they change, so a process owner's edit applies without a restart.
+Data, not code (REQUIREMENTS §2.4-5): the session times per market and the weekday closures per
+year, versioned in the database (engine/definitions/documents.py: `calendar` `sessions` and
+`holidays`), seeded at init from `processes/calendar/sessions.json` and `holidays.json`; the format is
+in `processes/calendar/README.md`. Every read checks the newest version numbers (one small query), so
+a holiday saved on one node applies on every node at once. A document not in the database yet is read
+from its file, re-read when the file changes.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if TYPE_CHECKING:
+    from engine.definitions.documents import RegisterDocuments
     from engine.storage.audit import AuditService
+
+CALENDAR_KEYS = ("sessions", "holidays")  # its documents in the database (engine/definitions/documents.py)
 
 
 @dataclass(frozen=True)
@@ -51,8 +57,11 @@ class TradingCalendar:
 
     @classmethod
     def load(cls, directory: Path) -> TradingCalendar:
-        sessions = json.loads((directory / "sessions.json").read_text(encoding="utf-8"))
-        holidays = json.loads((directory / "holidays.json").read_text(encoding="utf-8"))
+        return cls.of(json.loads((directory / "sessions.json").read_text(encoding="utf-8")),
+                      json.loads((directory / "holidays.json").read_text(encoding="utf-8")))
+
+    @classmethod
+    def of(cls, sessions: dict[str, Any], holidays: dict[str, Any]) -> TradingCalendar:
         markets = {}
         for code, m in sessions["markets"].items():
             night = m.get("night")
@@ -156,29 +165,65 @@ def _verdict(ok: bool, window_class: str, reason: str, hits: list[Session] | Non
             "conflicts": [s.as_dict() for s in hits or []], "warnings": warnings or []}
 
 
-class CalendarService:
-    """The calendar behind the `trading_window_check` service, reloaded when its files change."""
+def calendar_problem(key: str, data: Any) -> str | None:
+    """Why `data` cannot be the calendar's `sessions` or `holidays` document, or None."""
+    empty_sessions: dict[str, Any] = {"markets": {}}
+    empty_holidays: dict[str, Any] = {"closed": {}}
+    try:
+        if key == "sessions":
+            TradingCalendar.of(data, empty_holidays)
+        else:
+            TradingCalendar.of(empty_sessions, data)
+    except (AttributeError, KeyError, TypeError, ValueError, ZoneInfoNotFoundError) as exc:
+        return f"calendar {key}: not in the format of processes/calendar/README.md ({type(exc).__name__}: {exc})"
+    return None
 
-    def __init__(self, directory: Path, audit: AuditService | None = None) -> None:
+
+class CalendarService:
+    """The calendar behind the `trading_window_check` service: the database's newest version of each
+    document, else its file (an engine whose database was never seeded)."""
+
+    def __init__(self, directory: Path, audit: AuditService | None = None,
+                 documents: RegisterDocuments | None = None) -> None:
         self.directory = directory
         self.audit = audit  # where holiday imports are recorded (the engine passes it; a bare reader needs none)
+        self.documents = documents
         self._lock = threading.Lock()
-        self._loaded: tuple[tuple[float, ...], TradingCalendar] | None = None
+        self._loaded: tuple[tuple[Any, ...], TradingCalendar] | None = None
+
+    def _stamp(self) -> tuple[Any, ...]:
+        """What the calendar was built from: each document's version in the database, or its file's mtime."""
+        versions = self.documents.versions("calendar") if self.documents is not None else {}
+        return tuple(("v", versions[key]) if key in versions
+                     else ("file", (self.directory / f"{key}.json").stat().st_mtime) for key in CALENDAR_KEYS)
+
+    def _data(self, key: str) -> dict[str, Any]:
+        document = self.documents.latest("calendar", key) if self.documents is not None else None
+        if document is not None:
+            return dict(document.data())
+        return dict(json.loads((self.directory / f"{key}.json").read_text(encoding="utf-8")))
 
     def calendar(self) -> TradingCalendar:
-        stamp = tuple((self.directory / n).stat().st_mtime for n in ("sessions.json", "holidays.json"))
+        stamp = self._stamp()
         with self._lock:
             if self._loaded is None or self._loaded[0] != stamp:
-                self._loaded = (stamp, TradingCalendar.load(self.directory))
+                # built from what was read after the stamp: a save in between only means one more rebuild
+                self._loaded = (stamp, TradingCalendar.of(self._data("sessions"), self._data("holidays")))
             return self._loaded[1]
 
     def check_window(self, start: str, end: str, markets: list[str] | None = None) -> dict[str, Any]:
         return self.calendar().check_window(start, end, markets)
 
     def import_holidays(self, text: str, file_name: str, by: str = "system") -> dict[int, int]:
-        """`import_holidays` into this calendar, recorded in the audit trail with the days it added."""
+        """`import_holidays` into this calendar, recorded in the audit trail with the days it added.
+
+        With the database (the engine's calendar) the merged list is saved as the next version of the
+        `holidays` document in the same transaction; a bare calendar merges into its holidays.json.
+        """
         if self.audit is None:
             raise RuntimeError("a calendar without an audit trail cannot import")
+        if self.documents is not None:
+            return self._import_into_database(text, file_name, by)
         path = self.directory / "holidays.json"
         previous = path.read_text(encoding="utf-8")
         before = {d for days in json.loads(previous).get("closed", {}).values() for d in days}
@@ -194,9 +239,31 @@ class CalendarService:
             raise
         return counts
 
+    def _import_into_database(self, text: str, file_name: str, by: str) -> dict[int, int]:
+        assert self.documents is not None and self.audit is not None
+        with self.audit.ctx.db.transaction() as s:
+            holidays = self._data("holidays")
+            before = {d for days in holidays.get("closed", {}).values() for d in days}
+            merged = merge_holidays(holidays, text)
+            self.documents.save("calendar", "holidays", json.dumps(merged, ensure_ascii=False, indent=2) + "\n", by)
+            after = {d for days in merged["closed"].values() for d in days}
+            counts = {int(y): len(v) for y, v in merged["closed"].items()}
+            self.audit.record(s, by, "calendar.holidays_imported", data={
+                "file": file_name, "sha256": hashlib.sha256(text.encode()).hexdigest(),
+                "added": sorted(after - before), "years": {str(y): n for y, n in counts.items()}})
+        return counts
+
 
 def import_holidays(directory: Path, text: str) -> dict[int, int]:
-    """Merge a firm's holiday list into holidays.json; returns how many days each year now has.
+    """Merge a firm's holiday list into directory/holidays.json; returns how many days each year now has."""
+    path = directory / "holidays.json"
+    holidays = merge_holidays(json.loads(path.read_text(encoding="utf-8")), text)
+    path.write_text(json.dumps(holidays, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return {int(y): len(v) for y, v in holidays["closed"].items()}
+
+
+def merge_holidays(holidays: dict[str, Any], text: str) -> dict[str, Any]:
+    """A holidays document with a firm's holiday list merged in (the argument is left unchanged).
 
     The list is one closed weekday per line (`YYYY-MM-DD`, optionally followed by a comma or
     whitespace and a name such as `2027-02-08,春节`); blank lines and lines starting with # are
@@ -215,8 +282,7 @@ def import_holidays(directory: Path, text: str) -> dict[int, int]:
         if day.weekday() >= 5:
             raise ValueError(f"line {number}: {day} is a weekend day; list only weekdays the exchanges close")
         days.add(day)
-    path = directory / "holidays.json"
-    holidays = json.loads(path.read_text(encoding="utf-8"))
+    holidays = json.loads(json.dumps(holidays))
     closed: dict[str, list[str]] = holidays.setdefault("closed", {})
     for day in days:
         year = closed.setdefault(str(day.year), [])
@@ -225,5 +291,4 @@ def import_holidays(directory: Path, text: str) -> dict[int, int]:
     for key in closed:
         closed[key] = sorted(set(closed[key]))
     holidays["closed"] = dict(sorted(closed.items()))
-    path.write_text(json.dumps(holidays, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return {int(y): len(v) for y, v in holidays["closed"].items()}
+    return holidays

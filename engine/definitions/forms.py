@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no types
 from jsonschema import Draft202012Validator, FormatChecker, validators
@@ -15,11 +15,21 @@ from jsonschema.exceptions import SchemaError, ValidationError
 
 from engine.errors import FieldError
 
+if TYPE_CHECKING:
+    from engine.definitions.documents import RegisterDocuments
+
 _FORMATS = FormatChecker()
 
 
-def read_form(forms_dir: Path, name: str) -> tuple[dict[str, Any] | None, str | None]:
-    """The schema in forms_dir/name, or the reason it cannot be used."""
+def read_form(forms_dir: Path, name: str,
+              documents: RegisterDocuments | None = None) -> tuple[dict[str, Any] | None, str | None]:
+    """The form's newest version in the database (saved in the browser or seeded at init), else the
+    schema in forms_dir/name; or the reason it cannot be used."""
+    document = documents.latest("form", name) if documents is not None else None
+    if document is not None:
+        schema = document.data()
+        problem = schema_problem(schema)  # again: the checks may have grown since it was saved
+        return (None, f"form {name!r} (version {document.version}): {problem}") if problem else (schema, None)
     path = (forms_dir / name).resolve()
     if forms_dir.resolve() not in path.parents:
         return None, f"form {name!r} is outside the forms directory"

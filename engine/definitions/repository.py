@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from engine.context import EngineContext
 from engine.definitions.deadlines import lint_deadlines, reassign_roles
+from engine.definitions.documents import RegisterDocuments
 from engine.definitions.forms import outcome_field, read_form, schema_problem
 from engine.definitions.rules import (
     STARTER,
@@ -102,6 +103,8 @@ class RepositoryService:
         self.audit = audit
         self._cache: dict[int, LoadedDefinition] = {}
         self._lock = threading.Lock()
+        # The forms saved in the browser (the database's, before forms_dir's files); set by ProcessEngine.
+        self.documents: RegisterDocuments | None = None
         # Called in the deploying transaction with each new version and its spec (timer start events).
         self.on_deployed: list[Callable[[Session, ProcessDefinition, Any], None]] = []
 
@@ -239,7 +242,7 @@ class RepositoryService:
                 # an editor's unsaved form is checked as a file's would be (linear-time patterns too)
                 problem = schema_problem(override) if override is not None else None
                 schema, reason = ((override, None) if problem is None else (None, f"form {rules.form!r}: {problem}")) \
-                    if override is not None else read_form(self.ctx.settings.forms_dir, rules.form)
+                    if override is not None else read_form(self.ctx.settings.forms_dir, rules.form, self.documents)
                 if reason:
                     add(f"{label}: {reason}")
                 else:

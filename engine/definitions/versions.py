@@ -183,11 +183,15 @@ class VersionService:
         return [row for row in self.repository.definitions() if name in (row.forms or {})]
 
     def form_names(self) -> list[str]:
+        """The forms in the database and those only in forms_dir (an engine never initialised)."""
         directory = self.ctx.settings.forms_dir
-        return sorted(p.name for p in directory.glob("*.json")) if directory.is_dir() else []
+        files = {p.name for p in directory.glob("*.json")} if directory.is_dir() else set()
+        documents = self.repository.documents
+        return sorted(files | set(documents.versions("form") if documents is not None else {}))
 
     def save_form(self, actor: Actor, name: str, schema: Any, check_only: bool = False) -> list[DeployedVersion]:
-        """Check the schema, lint every process that uses the form with it, then write it and redeploy them.
+        """Check the schema, lint every process that uses the form with it, then save it as the form's next
+        version in the database (every node's deploys read it there) and redeploy them, in one transaction.
 
         Forms are frozen into each process version, so a changed form is a new version of its processes.
         """
@@ -206,9 +210,12 @@ class VersionService:
         if check_only:
             return []
         text = json.dumps(schema, ensure_ascii=False, indent=2) + "\n"
-        (self.ctx.settings.forms_dir / name).write_text(text, encoding="utf-8")
-        result = self.repository.deploy_as(actor, sources.values(), forms={name: schema}) if sources else []
+        documents = self.repository.documents
+        if documents is None:
+            raise RuntimeError("forms are saved in the database: this repository has no documents service")
         with self.ctx.db.transaction() as s:
+            documents.save("form", name, text, actor.username)
+            result = self.repository.deploy_as(actor, sources.values(), forms={name: schema}) if sources else []
             self.audit.record(s, actor.username, "form.saved", data={
                 "form": name, "sha256": hashlib.sha256(text.encode()).hexdigest(),
                 "deployed": [f"{d.process_id} v{d.version}" for d in result if d.changed]})

@@ -23,7 +23,7 @@ APPROVE_OPS = '<bpmn:userTask id="approve_ops" name="运维负责人审批">'
 
 @pytest.fixture
 def page_engine(database_url: str, tmp_path: Path, page_clock: Clock) -> Iterator[ProcessEngine]:  # noqa: F811
-    """As the other page tests, but with a private copy of forms/ (the form editor writes to it)."""
+    """As the other page tests, but with a private copy of forms/ (the form editor must leave it alone)."""
     forms = tmp_path / "forms"
     shutil.copytree(ROOT / "forms", forms)
     eng = library_engine(database_url, tmp_path, page_clock, forms_dir=forms)
@@ -209,8 +209,10 @@ def test_saving_a_form_redeploys_the_processes_that_use_it(pages: Pages) -> None
     assert newest.version == 2
     assert newest.forms["approval.json"]["properties"]["comment"]["title"] == "审批意见（必要时）"
     assert pages.engine.repository.definition("change", 1).forms["approval.json"] != newest.forms["approval.json"]
-    written = json.loads((pages.engine.ctx.settings.forms_dir / "approval.json").read_text(encoding="utf-8"))
-    assert written == schema
+    saved = pages.engine.documents.latest("form", "approval.json")  # in the database, for every node
+    assert saved is not None and saved.data() == schema and saved.created_by == "maqing"
+    assert json.loads((pages.engine.ctx.settings.forms_dir / "approval.json").read_text(encoding="utf-8")) != schema
+    assert "审批意见（必要时）" in pages.get("/forms/approval.json/edit").text  # the editor shows the saved one
     assert pages.post("/forms/../x.json", {"schema": "{}"}).status_code in (404, 422)
 
 

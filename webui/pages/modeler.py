@@ -182,7 +182,7 @@ def save_decision(process_id: str, file: str) -> Any:
 @owner_required
 def form(name: str) -> Any:
     engine = engine_of_app()
-    schema, _reason = read_form(engine.ctx.settings.forms_dir, name)
+    schema, _reason = read_form(engine.ctx.settings.forms_dir, name, engine.documents)
     text = json.dumps(schema, ensure_ascii=False, indent=2) if schema is not None else \
         '{\n  "type": "object",\n  "title": "",\n  "required": [],\n  "properties": {}\n}'
     return _form_page(name, text)
