@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,12 +19,21 @@ SUCCESS = {"result": "success"}
 IMPLEMENTED = {"steps": [{"at": "2026-11-21T10:05:00+08:00", "action": "停止服务并更新参数", "result": "完成"}],
                "finished_at": "2026-11-21T10:40:00+08:00"}
 REPORT = {"name": "测试报告.pdf", "sha256": "a" * 64, "signed_by": "huangmin"}
+# The demo register (processes/demo_config_items.json) seeded into a fresh database numbers its items in
+# the file's order; test_change_register proves it, so forms filled without an engine at hand name ids.
+DEMO_ITEMS = json.loads((Path(__file__).resolve().parents[2] / "processes" / "demo_config_items.json")
+                        .read_text(encoding="utf-8"))
+DEMO_IDS = {item["name"]: number for number, item in enumerate(DEMO_ITEMS, start=1)}
+
+
+def demo_systems(*names: str) -> list[int]:
+    return [DEMO_IDS[n] for n in names]
 
 
 def change_request(**changes: Any) -> dict[str, Any]:
     data = {
         "title": "办公系统参数调整", "change_type": "normal",
-        "affected_systems": [{"name": "办公自动化", "core": False, "markets": []}],
+        "systems": demo_systems("办公自动化"),
         "purpose": "调整会话超时参数", "window_start": SATURDAY[0], "window_end": SATURDAY[1],
         "plan": "1. 备份参数 2. 修改 3. 重启", "rollback_plan": "恢复备份的参数文件并重启",
         "rollback_tested": True, "implementer": "lina", "reviewer": "wangqiang", "business_verifier": "zhoujie",
@@ -31,7 +42,7 @@ def change_request(**changes: Any) -> dict[str, Any]:
     return data
 
 
-CORE = [{"name": "集中交易", "core": True, "markets": ["SSE", "SZSE"]}]
+CORE = demo_systems("集中交易")
 
 
 def submit(flow: Flow, **changes: Any) -> int:
@@ -128,7 +139,7 @@ def test_medium_risk_change_without_test_evidence_is_returned(flow: Flow) -> Non
 
 
 def test_major_change_needs_every_cab_member_then_it_head(flow: Flow) -> None:
-    case = submit(flow, change_type="major", affected_systems=CORE, test_report=REPORT)
+    case = submit(flow, change_type="major", systems=CORE, test_report=REPORT)
     assert flow.data(case)["risk"] == "high"
     cab = flow.open_tasks(case)
     assert sorted((t.bpmn_id, t.assignee) for t in cab) == [("cab_review", "chenjing"), ("cab_review", "yangfan")]
@@ -143,7 +154,7 @@ def test_major_change_needs_every_cab_member_then_it_head(flow: Flow) -> None:
 
 
 def test_one_cab_rejection_rejects_the_change(flow: Flow) -> None:
-    case = submit(flow, change_type="major", affected_systems=CORE, test_report=REPORT)
+    case = submit(flow, change_type="major", systems=CORE, test_report=REPORT)
     flow.do(case, "cab_review", "yangfan", {"decision": "reject", "comment": "回退方案不完备"}, assignee="yangfan")
     assert flow.status(case) == "completed"
     assert flow.open_names(case) == []
@@ -155,7 +166,7 @@ def test_one_cab_rejection_rejects_the_change(flow: Flow) -> None:
 
 
 def test_each_cab_member_vote_and_conditions_are_recorded_and_shown_to_the_it_head(flow: Flow) -> None:
-    case = submit(flow, change_type="major", affected_systems=CORE, test_report=REPORT)
+    case = submit(flow, change_type="major", systems=CORE, test_report=REPORT)
     flow.do(case, "cab_review", "chenjing", {"decision": "approve", "conditions": "须在盘后实施"},
             assignee="chenjing")
     flow.do(case, "cab_review", "yangfan", {"decision": "approve", "comment": "同意"}, assignee="yangfan")
@@ -168,7 +179,7 @@ def test_each_cab_member_vote_and_conditions_are_recorded_and_shown_to_the_it_he
 
 def test_core_normal_change_on_a_trading_day_goes_to_cab(flow: Flow) -> None:
     evening = ("2026-11-24T16:00:00+08:00", "2026-11-24T18:00:00+08:00")  # Tuesday, after the close
-    case = submit(flow, affected_systems=CORE, window_start=evening[0], window_end=evening[1], test_report=REPORT)
+    case = submit(flow, systems=CORE, window_start=evening[0], window_end=evening[1], test_report=REPORT)
     data = flow.data(case)
     assert (data["window_check"]["window_class"], data["risk"]) == ("trading_day", "high")
     assert flow.open_names(case) == ["cab_review", "cab_review"]
@@ -177,7 +188,7 @@ def test_core_normal_change_on_a_trading_day_goes_to_cab(flow: Flow) -> None:
 def test_emergency_change_in_trading_hours_is_approved_by_it_head_and_reviewed_after(flow: Flow) -> None:
     flow.engine.ctx.clock.now = _at("2026-11-23T09:50:00+08:00")
     case = submit(flow, change_type="emergency", emergency_reason="行情网关内存泄漏，需立即重启",
-                  affected_systems=CORE, window_start=MONDAY_MORNING[0], window_end=MONDAY_MORNING[1])
+                  systems=CORE, window_start=MONDAY_MORNING[0], window_end=MONDAY_MORNING[1])
     data = flow.data(case)
     assert data["window_check"]["overlaps"] is True
     assert (data["risk"], data["approval_route"]) == ("high", "it_head")
@@ -190,21 +201,20 @@ def test_emergency_change_in_trading_hours_is_approved_by_it_head_and_reviewed_a
 
 
 def test_window_overlapping_trading_is_returned_with_the_reason(flow: Flow) -> None:
-    case = submit(flow, affected_systems=CORE, window_start=MONDAY_MORNING[0], window_end=MONDAY_MORNING[1])
+    case = submit(flow, systems=CORE, window_start=MONDAY_MORNING[0], window_end=MONDAY_MORNING[1])
     assert flow.open_names(case) == ["request"]
     assert flow.task(case, "request").assignee == "zhangwei"
     reason = flow.data(case)["return_reason"]
     assert "交易时段重叠" in reason and "上海证券交易所" in reason
     request = flow.task(case, "request")
     assert request.returned_by is None and "交易时段重叠" in (request.return_reason or "")  # an automatic check
-    flow.do(case, "request", "zhangwei", change_request(affected_systems=CORE, test_report=REPORT))
+    flow.do(case, "request", "zhangwei", change_request(systems=CORE, test_report=REPORT))
     assert flow.data(case)["return_reason"] == ""
     assert flow.open_names(case) == ["approve_ops"]
 
 
 def test_futures_night_session_blocks_an_early_saturday_window(flow: Flow) -> None:
-    futures = [{"name": "期货交易", "core": True, "markets": ["SHFE"]}]
-    case = submit(flow, affected_systems=futures, window_start="2026-11-21T01:00:00+08:00",
+    case = submit(flow, systems=flow.systems("期货交易"), window_start="2026-11-21T01:00:00+08:00",
                   window_end="2026-11-21T03:00:00+08:00", test_report=REPORT)
     assert flow.open_names(case) == ["request"]
     assert "上海期货交易所" in flow.data(case)["return_reason"]

@@ -9,7 +9,7 @@ import pytest
 
 from engine.errors import Forbidden, ValidationFailed
 from tests.processes.conftest import Flow
-from tests.processes.test_change import SATURDAY, change_request, close, implement_to_close
+from tests.processes.test_change import SATURDAY, change_request, close, demo_systems, implement_to_close
 from tests.processes.test_system_testing import CLEAN_RUN, passed_test_case, planned, report
 
 ITEMS = ["design_docs", "operations_manual", "emergency_plan", "test_report", "monitoring", "backup", "training",
@@ -21,9 +21,8 @@ LIVE = {"result": "success", "live_at": "2026-11-21T14:00:00+08:00"}
 
 
 def delivery_request(test_case_id: int, missing: tuple[str, ...] = (), **changes: Any) -> dict[str, Any]:
-    data = {"title": "两融风控系统 V3 交付", "system": "两融风控", "version": "3.0", "vendor": "示例科技",
-            "delivery_type": "major_version", "core_system": False, "description": "新增实时风控指标与预警",
-            "test_case_id": test_case_id, "config_items": ["RISK-APP-01", "RISK-DB-01"],
+    data = {"title": "清算系统 V3 交付", "systems": demo_systems("清算"), "version": "3.0", "vendor": "示例科技",
+            "delivery_type": "major_version", "description": "新增实时风控指标与预警", "test_case_id": test_case_id,
             "deliverables": {k: {"provided": k not in missing, "reference": f"DOC-{k}"} for k in ITEMS}}
     data.update(changes)
     return data
@@ -35,7 +34,7 @@ def checks(*failed: str) -> dict[str, bool]:
 
 def requested(flow: Flow, **changes: Any) -> tuple[int, int]:
     test_case = passed_test_case(flow)
-    case = flow.start("delivery", "zhangwei", {"title": "两融风控系统 V3 交付"})
+    case = flow.start("delivery", "zhangwei", {"title": "清算系统 V3 交付"})
     assert flow.task(case, "request").assignee == "zhangwei"
     flow.do(case, "request", "zhangwei", delivery_request(test_case, **changes))
     return case, test_case
@@ -60,10 +59,13 @@ def go_live_change(flow: Flow, case: int) -> int:
 
 def run_change(flow: Flow, change: int, test_case: int) -> None:
     prefilled = flow.prefill(change, "request")  # the change request opens with the delivery's facts
-    assert (prefilled["title"], prefilled["test_case_id"]) == ("上线：两融风控系统 V3 交付", test_case)
+    assert (prefilled["title"], prefilled["test_case_id"]) == ("上线：清算系统 V3 交付", test_case)
+    # the delivered systems and version, from the register's items the delivery picked
+    assert (prefilled["purpose"], prefilled["systems"]) == ("交付上线：清算 3.0", demo_systems("清算"))
+    assert prefilled["target_versions"] == [{"system": demo_systems("清算")[0], "version": "3.0"}]
     flow.do(change, "request", "zhangwei", change_request(
-        title=prefilled["title"], purpose=prefilled["purpose"], affected_systems=prefilled["affected_systems"],
-        test_case_id=test_case))
+        title=prefilled["title"], purpose=prefilled["purpose"], systems=prefilled["systems"],
+        target_versions=prefilled["target_versions"], test_case_id=test_case))
     flow.do(change, "approve_ops", "liuyang", APPROVE)
     implement_to_close(flow, change)
     close(flow, change)
@@ -100,6 +102,8 @@ def test_delivery_goes_live_through_a_change_then_trial_and_final_acceptance(flo
     assert [(x["kind"], x["direction"], x["instance_id"]) for x in flow.links(change) if x["kind"] == "go_live"] == [
         ("go_live", "from", case)]
     run_change(flow, change, test_case)
+    assert [(i.name, i.version) for i in flow.engine.configuration.list_items() if i.name == "清算"] == [
+        ("清算", "3.0")]  # the go-live change, closed, brought the delivered version to the register
     flow.do(case, "confirm_go_live", "liuyang", LIVE)
 
     trial = flow.task(case, "trial")  # an engineer logs issues until the trial period ends
@@ -170,7 +174,7 @@ def test_returned_delivery_reopens_for_the_requester_with_the_reason(flow: Flow)
     assert request.assignee == "zhangwei"
     assert (request.return_reason, request.returned_by) == ("运维负责人退回：请补充培训签到表", "liuyang")
     opening = flow.prefill(case, "request")
-    assert opening["system"] == "两融风控" and not {"decision", "comment", "checks"} & set(opening)
+    assert opening["systems"] == demo_systems("清算") and not {"decision", "comment", "checks"} & set(opening)
     returned = flow.record(case)[-1]
     assert (returned.bpmn_id, returned.completed_by, returned.outcome_label) == ("accept_ops", "liuyang", "退回")
     assert comments(flow, case, "accept_ops") == ["请补充培训签到表"]
@@ -235,7 +239,7 @@ def test_go_live_is_confirmed_only_after_the_change_succeeds(flow: Flow) -> None
     assert (confirm.assignee, confirm.returned_by) == ("liuyang", None)
     assert confirm.return_reason.startswith("核对上线变更未通过：") and "尚未完成" in confirm.return_reason
     assert flow.prefill(case, "confirm_go_live") == {"live_at": LIVE["live_at"]}  # its own fact; no verdict
-    flow.do(first, "request", "zhangwei", change_request(test_case_id=test_case))
+    flow.do(first, "request", "zhangwei", change_request(test_case_id=test_case, systems=demo_systems("清算")))
     flow.do(first, "approve_ops", "liuyang", {"decision": "reject", "comment": "窗口与年终结算冲突"})
     assert flow.status(first) == "completed"
     flow.do(case, "confirm_go_live", "liuyang", {"result": "failed", "comment": "上线变更被驳回，另行安排窗口"})

@@ -8,7 +8,7 @@ import pytest
 
 from engine.errors import Forbidden, ValidationFailed
 from tests.processes.conftest import Flow
-from tests.processes.test_change import change_request, close, implement_to_close
+from tests.processes.test_change import change_request, close, demo_systems, implement_to_close
 from tests.processes.test_incident import RESOLVED, reported
 
 APPROVE = {"decision": "approve"}
@@ -21,7 +21,7 @@ RCA = {"root_cause_found": True, "root_cause": "登录网关连接池上限按�
 
 def registration(**changes: Any) -> dict[str, Any]:
     data = {"title": "网上交易早盘登录缓慢反复发生", "description": "近一月三次早盘登录超时",
-            "affected_systems": ["网上交易"], "priority": "high", "analyst": "lina"}
+            "systems": demo_systems("网上交易"), "priority": "high", "analyst": "lina"}
     data.update(changes)
     return data
 
