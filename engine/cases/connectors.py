@@ -17,6 +17,7 @@ from sqlalchemy import or_, select
 
 from engine.cases.runtime import RuntimeService
 from engine.configuration import ConfigurationService
+from engine.configuration.templates import StandardChangeServices
 from engine.context import EngineContext
 from engine.definitions.calendar import CalendarService
 from engine.definitions.documents import RegisterDocuments
@@ -46,7 +47,9 @@ class LibraryServices:
                 "linked_cases": self.linked_cases, "register_entries": self.register_entries,
                 "register_entry": self.register_entry, "deadline": self.deadline,
                 "check_config_item": self.check_config_item, "register_config_item": self.register_config_item,
-                "update_item_versions": self.update_item_versions}
+                "update_item_versions": self.update_item_versions,
+                # the standard-change catalogue (标准变更模板): check_standard_change, activate/expire/retire
+                **StandardChangeServices(self.ctx, self.identity).services()}
 
     def _current(self) -> tuple[int, str]:
         current = self.ctx.current_case.get()
