@@ -23,7 +23,7 @@ TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
 VENDOR = {"bpmn-js": ROOT / "node_modules" / "bpmn-js" / "dist", "dmn-js": ROOT / "node_modules" / "dmn-js" / "dist"}
 PAGE_BLUEPRINTS = frozenset({"auth", "inbox", "tasks", "cases", "substitutes", "vendor", "modeler", "dashboard",
                              "notifications", "account", "users", "failures", "regulatory",
-                             "configuration"})
+                             "configuration", "standard_changes"})
 csrf = CSRFProtect()
 
 
@@ -46,6 +46,7 @@ def register(app: Flask) -> None:
         modeler,
         notifications,
         regulatory,
+        standard_changes,
         substitutes,
         tasks,
         users,
@@ -63,7 +64,7 @@ def register(app: Flask) -> None:
           default_translation_directories=str(TRANSLATIONS))
 
     for bp in (auth.bp, inbox.bp, tasks.bp, cases.bp, substitutes.bp, modeler.bp, dashboard.bp, notifications.bp,
-               account.bp, users.bp, failures.bp, regulatory.bp, configuration.bp):
+               account.bp, users.bp, failures.bp, regulatory.bp, configuration.bp, standard_changes.bp):
         app.register_blueprint(bp)
 
     @app.get("/vendor/<package>/<path:filename>", endpoint="vendor.file")
