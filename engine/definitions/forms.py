@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,13 @@ if TYPE_CHECKING:
     from engine.definitions.documents import RegisterDocuments
 
 _FORMATS = FormatChecker()
+
+
+@_FORMATS.checks("date-time", raises=ValueError)
+def _date_time(value: object) -> bool:
+    """RFC 3339 as processes read it (datetime.fromisoformat), with its offset: a time without a zone
+    would be read in the server's zone, not the firm's. jsonschema checks it only with an extra package."""
+    return not isinstance(value, str) or datetime.fromisoformat(value).tzinfo is not None
 
 
 def read_form(forms_dir: Path, name: str,
@@ -225,11 +233,42 @@ def field_errors(schema: dict[str, Any], data: Any) -> list[FieldError]:
                 reported.add(_join(path, name))
                 title = _title(schema, err.absolute_path, name) or (
                     err.schema.get("properties", {}).get(name, {}) or {}).get("title", name)
-                errors.append(FieldError(_join(path, name), f"{title}: 必填 (required)"))
+                errors.append(FieldError(_join(path, name), f"{title}: 必填"))
             continue
         title = err.schema.get("title") if isinstance(err.schema, dict) else None
-        errors.append(FieldError(path or "(form)", f"{title + ': ' if title else ''}{err.message}"))
+        errors.append(FieldError(path or "(form)", f"{title + ': ' if title else ''}{chinese_message(err)}"))
     return errors
+
+
+# What a form's user reads: each JSON Schema rule in Chinese (jsonschema's own words are English).
+_TYPES = {"string": "文本", "integer": "整数", "number": "数字", "boolean": "是或否", "array": "列表",
+          "object": "一组字段", "null": "空值"}
+_FORMATS_ZH = {"date-time": "日期时间（如 2026-11-21T10:00:00+08:00）", "date": "日期（如 2026-11-21）",
+               "email": "电子邮件地址", "time": "时间", "uri": "网址", "duration": "时长（如 PT4H）"}
+
+
+def chinese_message(err: ValidationError) -> str:
+    """The error as a Chinese sentence with its limit; an unforeseen rule keeps jsonschema's words."""
+    rule, limit = err.validator, err.validator_value
+    if rule == "type":
+        kinds = limit if isinstance(limit, list) else [limit]
+        return f"应为{'或'.join(_TYPES.get(str(k), str(k)) for k in kinds)}"
+    if rule in ("enum", "oneOf", "anyOf") or (rule == "const" and not isinstance(limit, bool)):
+        return "不是可选的值之一"
+    messages = {
+        "const": "须勾选" if limit is True else "不应勾选",
+        "minLength": f"至少 {limit} 个字符", "maxLength": f"最多 {limit} 个字符",
+        "minimum": f"不得小于 {limit}", "maximum": f"不得大于 {limit}",
+        "exclusiveMinimum": f"须大于 {limit}", "exclusiveMaximum": f"须小于 {limit}",
+        "multipleOf": f"须为 {limit} 的倍数",
+        "minItems": f"至少选择或填写 {limit} 项", "maxItems": f"最多 {limit} 项", "uniqueItems": "不得有重复项",
+        "pattern": "格式不符",
+        "format": f"应为{_FORMATS_ZH.get(str(limit), str(limit))}",
+        "minProperties": f"至少填写 {limit} 项", "maxProperties": f"最多填写 {limit} 项",
+        "additionalProperties": "此表单没有该字段", "unevaluatedProperties": "此表单没有该字段",
+        "dependentRequired": "缺少与之配套的字段", "not": "此值不被允许",
+    }
+    return messages.get(str(rule), err.message)
 
 
 def _title(schema: dict[str, Any], path: Any, name: str) -> str | None:
