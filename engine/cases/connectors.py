@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
+from engine.cases.regrading import LinkedRegrading
 from engine.cases.runtime import RuntimeService
 from engine.configuration import ConfigurationService
 from engine.configuration.templates import StandardChangeServices
@@ -49,7 +50,8 @@ class LibraryServices:
                 "check_config_item": self.check_config_item, "register_config_item": self.register_config_item,
                 "update_item_versions": self.update_item_versions,
                 # the standard-change catalogue (标准变更模板): check_standard_change, activate/expire/retire
-                **StandardChangeServices(self.ctx, self.identity).services()}
+                **StandardChangeServices(self.ctx, self.identity).services(),
+                **LinkedRegrading(self.ctx, self.runtime).services()}
 
     def _current(self) -> tuple[int, str]:
         current = self.ctx.current_case.get()
