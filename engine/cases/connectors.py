@@ -18,6 +18,7 @@ from sqlalchemy import or_, select
 from engine.cases.regrading import LinkedRegrading
 from engine.cases.runtime import RuntimeService
 from engine.configuration import ConfigurationService
+from engine.configuration.reconcile import RegisterReview
 from engine.configuration.templates import StandardChangeServices
 from engine.context import EngineContext
 from engine.definitions.calendar import CalendarService
@@ -51,6 +52,7 @@ class LibraryServices:
                 "update_item_versions": self.update_item_versions,
                 # the standard-change catalogue (标准变更模板): check_standard_change, activate/expire/retire
                 **StandardChangeServices(self.ctx, self.identity).services(),
+                **RegisterReview(self.ctx, self.identity).services(),
                 **LinkedRegrading(self.ctx, self.runtime).services()}
 
     def _current(self) -> tuple[int, str]:

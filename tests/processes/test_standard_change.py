@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from engine import ProcessEngine
 from engine.configuration.templates import CORE_UNTESTED, StandardChangeCatalogue, TemplateView
-from engine.errors import Forbidden
+from engine.errors import Forbidden, ValidationFailed
 from engine.storage.models import AuditEvent
 from tests.processes.conftest import START, Flow
 
@@ -222,3 +222,50 @@ def test_it_head_not_approving_a_renewal_sends_it_back_to_the_review(flow: Flow,
     [t] = templates(engine)
     assert (t.status, t.version) == ("停用", 1)
     assert flow.status(case) == "completed"
+
+
+# ci_reconcile: the quarterly review of the register (§6.4.5) -----------------------------------------------
+def test_quarterly_run_opens_a_review_per_owner_role_and_records_the_result(flow: Flow, engine: ProcessEngine) -> None:
+    assert engine.runtime.cases(process_id="ci_reconcile") == []
+    engine.ctx.clock.now = datetime(2027, 1, 4, 9, 0, 1, tzinfo=START.tzinfo)  # type: ignore[attr-defined]
+    engine.jobs.tick()
+    [case] = [c.id for c in engine.runtime.cases(process_id="ci_reconcile")]
+    assert engine.runtime.show(case).started_by == "system"
+    tasks = flow.open_tasks(case)
+    assert [t.bpmn_id for t in tasks] == ["reconcile", "reconcile"] and {t.role for t in tasks} == {"config_manager"}
+    owners = flow.data(case)["owners"]
+    assert [(o["role"], o["role_name"]) for o in owners] == [
+        ("ops_engineer", "运维工程师"), ("ops_manager", "运维负责人")]
+    assert [i["name"] for i in owners[0]["items"]] == ["交易主机集群", "办公自动化", "期货主机", "期货交易中继", "行情"]
+    assert sum(len(o["items"]) for o in owners) == 12  # every item in service, each under its owner
+
+    # each task shows the config manager its owner role and that role's items
+    by_role = {engine.tasks.get(t.id).case_data["owner"]["role"]: t for t in tasks}
+    mazhen = flow.user("mazhen")
+    engine.tasks.claim(by_role["ops_engineer"].id, mazhen)
+    engine.tasks.complete(by_role["ops_engineer"].id, mazhen, {"result": "consistent"})
+    assert flow.status(case) == "running"
+    engine.tasks.claim(by_role["ops_manager"].id, mazhen)
+    engine.tasks.complete(by_role["ops_manager"].id, mazhen, {"result": "discrepancies", "discrepancies": [
+        {"item": "集中交易", "note": "实际版本已升级为 UF2.0 V202603"}]})
+
+    assert flow.status(case) == "completed"
+    data = flow.data(case)
+    assert (data["outcome"], data["discrepancy_count"]) == ("有差异", 1)
+    results = {r["role"]: (r["result"], r["discrepancies"]) for r in data["reconcile_result"]}
+    assert results == {"ops_engineer": ("consistent", []), "ops_manager": (
+        "discrepancies", [{"item": "集中交易", "note": "实际版本已升级为 UF2.0 V202603"}])}
+    record = [(e.bpmn_id, e.completed_by, e.outcome) for e in flow.record(case)]
+    assert sorted(record) == [("reconcile", "mazhen", "consistent"), ("reconcile", "mazhen", "discrepancies")]
+
+
+def test_a_discrepancy_must_be_named(flow: Flow, engine: ProcessEngine) -> None:
+    engine.ctx.clock.now = datetime(2027, 1, 4, 9, 0, 1, tzinfo=START.tzinfo)  # type: ignore[attr-defined]
+    engine.jobs.tick()
+    [case] = [c.id for c in engine.runtime.cases(process_id="ci_reconcile")]
+    task = flow.open_tasks(case)[0]
+    mazhen = flow.user("mazhen")
+    engine.tasks.claim(task.id, mazhen)
+    with pytest.raises(ValidationFailed):
+        engine.tasks.complete(task.id, mazhen, {"result": "discrepancies"})
+    assert len(flow.open_tasks(case)) == 2
