@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
+from engine.cases.evidence import TestEvidence
 from engine.cases.regrading import LinkedRegrading
 from engine.cases.runtime import RuntimeService
 from engine.configuration import ConfigurationService
@@ -53,6 +54,7 @@ class LibraryServices:
                 # the standard-change catalogue (标准变更模板): check_standard_change, activate/expire/retire
                 **StandardChangeServices(self.ctx, self.identity).services(),
                 **RegisterReview(self.ctx, self.identity).services(),
+                "check_test_evidence": self.check_test_evidence,
                 **LinkedRegrading(self.ctx, self.runtime).services()}
 
     def _current(self) -> tuple[int, str]:
@@ -122,6 +124,14 @@ class LibraryServices:
         if linked is None:
             self.runtime.link(current_id, other_id, kind, username)
         return {"ok": True, "reason": "", "instance_id": other_id, "title": other.title}
+
+    def check_test_evidence(self, test_case_id: Any, systems: Any, target_versions: Any = None) -> dict[str, Any]:
+        """{ok, reason}: a passed, signed-off system_testing case that tested `systems` (register ids) at
+        `target_versions` ([{system, version}]; else the register's version) and no other change cites;
+        the use is recorded as a test_evidence link (engine/cases/evidence.py)."""
+        current_id, username = self._current()
+        return TestEvidence(self.ctx, self.runtime, self._register_of_items()).check(
+            current_id, username, test_case_id, systems, target_versions)
 
     def link_cases(self, case_ids: Any, process_id: str, kind: str, direction: str = "to",
                    required: bool = False) -> dict[str, Any]:
