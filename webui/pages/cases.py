@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -9,6 +10,7 @@ from flask import Blueprint, Response, abort, flash, g, redirect, render_templat
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
+from engine.configuration.records import SYSTEM_CLASSES
 from engine.views import Actor
 from webui import engine_of_app
 from webui.pages.auth import login_required
@@ -87,8 +89,11 @@ def show(instance_id: int) -> Any:
     shown = engine.repository.load(case.definition_id).record_keys
     pending = engine.runtime.cancel_request(instance_id) if case.status == "running" else None
     may_cancel = case.status == "running" and engine.runtime.may_cancel(g.actor, instance_id)
+    grading = _grading_rows(case.data.get("grading_history"), names)
+    if grading is not None:
+        shown = {*shown, "grading_history"}  # shown as its own table
     return render_template("case.html", case=case, progress=progress, history=history,
-                           cancel_request=pending, may_cancel=may_cancel,
+                           cancel_request=pending, may_cancel=may_cancel, grading=grading,
                            facts={k: v for k, v in case.data.items() if k not in shown},
                            labels=field_labels(case.definition_id), users=users,
                            attachments=engine.attachments.list(instance_id), now=engine.ctx.now())
@@ -157,3 +162,22 @@ def _history_detail(action: str, data: dict[str, Any]) -> str:
     if action == "case.linked":
         return f"→ #{data.get('to')} ({data.get('kind')})"
     return ""
+
+
+def _grading_rows(entries: Any, names: dict[str, str]) -> list[dict[str, Any]] | None:
+    """A case's grading_history as table rows; None when the data holds no such list of entries."""
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+        return None
+    classes = {number: label for label, number in SYSTEM_CLASSES.items()}  # 1 -> 一类 … 5 -> 五类
+    rows = []
+    for e in entries:
+        level = e.get("system_level")
+        after = str(e.get("after") or "")
+        try:
+            at = datetime.fromisoformat(e["at"]) if isinstance(e.get("at"), str) else None
+        except ValueError:
+            at = None
+        rows.append({**e, "at": at, "system_level_label": classes.get(level) if level else _("Unclassified"),
+                     # a step of another case (the incident that regraded this one) keeps its id
+                     "step": after if e.get("source_case") else names.get(after, after)})
+    return rows
