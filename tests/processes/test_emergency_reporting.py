@@ -9,9 +9,11 @@ proved in test_emergency.py (test_p1_incident_emergency_runs_disposal_reporting_
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from datetime import datetime
 from typing import Any
 
+from tests.conftest import ROOT
 from tests.processes.conftest import SHANGHAI, Flow
 from tests.processes.test_emergency import (
     APPROVE,
@@ -173,3 +175,26 @@ def test_a_warning_may_be_escalated_into_the_full_emergency(flow: Flow) -> None:
     assert flow.prefill(case, "first_report")["signer"] == "zhaolei"  # what the warning told, to complete
     fire_at(flow, "2026-11-20T19:01:00+08:00")  # now an emergency: hourly updates until recovery
     assert flow.open_names(case).count("progress_report") == 1
+
+
+def test_whether_a_declined_emergency_reports_is_a_decision_table_citing_its_articles(flow: Flow) -> None:
+    ns = {"dmn": "https://www.omg.org/spec/DMN/20191111/MODEL/"}
+    table = ET.parse(ROOT / "processes" / "emergency_must_report.dmn").getroot()
+    rules = table.findall(".//dmn:rule", ns)
+    assert len(rules) == 4
+    for rule in rules:
+        text = rule.findtext("dmn:description", namespaces=ns) or ""
+        assert "第" in text and ("已核实" in text or "待核实" in text or "incident_level" in text), rule.get("id")
+    # the decision and its basis are on the case: reportable by the incident's grading, and not
+    case = declared(flow)
+    flow.do(case, "activate", "xuli", {"decision": "reject", "comment": "已恢复", **ENDED})
+    data = flow.data(case)
+    assert data["must_report"] is True
+    assert data["must_report_basis"] == "事件流程已判定须报告（只升不降），不启动预案不免除报告义务"
+    incident = reported(flow)
+    minor = flow.start("emergency", "wuhao", {"title": "网上交易登录缓慢"})
+    flow.do(minor, "declare", "wuhao", declaration(incident_case_id=incident, plan_id="EP-ONLINE-01", level="一般",
+                                                   restorable_within_30min=True, leaked_records=3))
+    flow.do(minor, "activate", "xuli", {"decision": "reject", "comment": "已恢复", **ENDED})
+    assert flow.open_names(minor) == ["first_report"]  # a leak, however small, is reported
+    assert "第十六条（四）" in flow.data(minor)["must_report_basis"]
