@@ -108,7 +108,8 @@ def test_walkthrough_from_init_to_audit_verify(opsflow_process, opsflow) -> None
     assert shown["status"] == "completed"
     assert [e["action"] for e in shown["history"]] == ["case.started", "task.completed", "task.claimed",
                                                        "task.completed"]
-    assert "audit chain intact: 9 events" in ok(opsflow_process("audit", "verify"))
+    # 9, and init's 4 document.saved: the fixture forms copied into the database
+    assert "audit chain intact: 13 events" in ok(opsflow_process("audit", "verify"))
 
 
 def test_user_errors_are_one_line_and_exit_1(opsflow) -> None:
@@ -190,10 +191,12 @@ def test_user_token_and_calendar_commands_are_audited_as_from_the_cli(opsflow, s
     ok(opsflow("user", "email", "ma", "ma@firm.cn"))
     ok(opsflow("calendar", "import-holidays", str(holidays)))
     events = same_database.audit.events()
-    assert [(e.action, e.actor) for e in events[2:]] == [
+    seeded = 6  # init copies the 4 fixture forms and the calendar's 2 files into the database
+    assert {(e.action, e.actor) for e in events[2:2 + seeded]} == {("document.saved", "system")}
+    assert [(e.action, e.actor) for e in events[2 + seeded:]] == [
         ("user.added", "cli"), ("user.roles_set", "cli"), ("token.created", "cli"), ("user.deactivated", "cli"),
         ("user.activated", "cli"), ("user.password_set", "cli"), ("user.email_set", "cli"),
-        ("calendar.holidays_imported", "cli")]
+        ("document.saved", "cli"), ("calendar.holidays_imported", "cli")]
     assert {e.source for e in events} == {f"cli {getpass.getuser()}"}
     assert events[-1].data["added"] == ["2031-02-03"]
 
@@ -259,14 +262,14 @@ def test_archived_events_verify_from_their_file_and_the_rest_from_the_anchor(ops
     later = ProcessEngine(make_settings(database_url, tmp_path), clock=Clock(Clock().now + timedelta(days=21 * 366)))
     try:
         archived = later.audit.archive(tmp_path / "audit-2026.jsonl.gz")
-        assert archived is not None and archived.count == 3
+        assert archived is not None and archived.count == 7  # with init's 4 document.saved (the fixture forms)
         with later.ctx.db.transaction() as s:
             assert s.scalars(select(AuditEvent.action)).all() == ["audit.archived"]
     finally:
         later.close()
-    assert "events up to 3 archived" in ok(opsflow("audit", "verify"))
+    assert "events up to 7 archived" in ok(opsflow("audit", "verify"))
     archive = str(tmp_path / "audit-2026.jsonl.gz")
-    assert "archive intact: events 1–3 (3)" in ok(opsflow("audit", "verify-archive", archive))
+    assert "archive intact: events 1–7 (7)" in ok(opsflow("audit", "verify-archive", archive))
     one_line_error(opsflow("audit", "archive", "--out", archive), "never overwritten")
 
 
