@@ -209,6 +209,21 @@ def test_review_opens_30_days_before_expiry_and_an_unrenewed_template_expires(fl
     assert flow.open_names(case) == [] and flow.status(case) == "running"  # waiting for the next review
 
 
+def test_renewed_before_its_end_a_template_never_expires_at_the_old_date(flow: Flow, engine: ProcessEngine) -> None:
+    case = approved(flow)
+    [t] = templates(engine)
+    assert t.valid_until is not None
+    at(flow, t.valid_until - timedelta(days=10))
+    flow.do(case, "review", "liuyang", {"decision": "renew", "validity": "P1Y"})
+    flow.do(case, "approve_renewal", "zhaolei", {"decision": "approve"})
+    at(flow, t.valid_until + timedelta(days=1))  # past the first version's end
+    [t2] = templates(engine)
+    # renewed on 2027-11-10 for a year: valid to 2028-11-10, from the renewal
+    assert (t2.status, t2.version, t2.valid_until) == ("生效", 2, datetime(2028, 11, 10, 18, 0, tzinfo=START.tzinfo))
+    assert [action for _, action, _, _ in events(engine)] == ["template.activated", "template.activated"]
+    assert check(engine, t2.id, flow.systems("行情"), True)["ok"] and flow.open_names(case) == []
+
+
 def test_it_head_not_approving_a_renewal_sends_it_back_to_the_review(flow: Flow, engine: ProcessEngine) -> None:
     case = approved(flow)
     [t] = templates(engine)
