@@ -51,7 +51,7 @@ class ProcessEngine:
         self.access = AccessPolicy.load(_beside_roles(settings, "access.json"))
         self.identity = IdentityService(self.ctx, self.audit, self.access)
         # Forms, the trading calendar and registers edited in the browser: versioned rows every node reads.
-        self.documents = RegisterDocuments(self.ctx, self.audit)
+        self.documents = RegisterDocuments(self.ctx, self.audit, self.access)
         self.repository = RepositoryService(self.ctx, self.identity, self.audit, self.access)
         self.repository.documents = self.documents
         self.store = CaseStore(self.ctx, self.repository, self.identity)

@@ -30,6 +30,8 @@ from engine.context import EngineContext
 from engine.definitions.calendar import CALENDAR_KEYS, calendar_problem
 from engine.definitions.forms import schema_problem
 from engine.errors import BadRequest, Conflict, NotFound
+from engine.people.access import AccessPolicy
+from engine.people.identity import Actor
 from engine.storage.audit import AuditService
 from engine.storage.models import RegisterDocument
 
@@ -85,9 +87,10 @@ def document_problem(kind: str, key: str, text: str) -> str | None:
 class RegisterDocuments:
     """The newest version of a document, its history, and saving a new one."""
 
-    def __init__(self, ctx: EngineContext, audit: AuditService) -> None:
+    def __init__(self, ctx: EngineContext, audit: AuditService, access: AccessPolicy) -> None:
         self.ctx = ctx
         self.audit = audit
+        self.access = access
 
     def latest(self, kind: str, key: str) -> Document | None:
         with self.ctx.db.read() as s:
@@ -139,6 +142,34 @@ class RegisterDocuments:
                 "kind": kind, "key": key, "version": row.version, "sha256": digest,
                 "previous_version": previous.version if previous else None, "seeded_from": seeded_from})
             return Document.of(row)
+
+    # the register editor (the browser) ------------------------------------------------------------------
+    def registers(self) -> list[tuple[str, str]]:
+        """The (kind, key) of every calendar document and register, in the database or only in its file."""
+        found = {(kind, key) for kind, key, _path in self._files() if kind != "form"}
+        found |= {("register", key) for key in self.versions("register")}
+        return sorted(found)
+
+    def current(self, kind: str, key: str) -> tuple[str, Document | None]:
+        """The text an editor starts from: the newest version, else the file that would seed it."""
+        document = self.latest(kind, key)
+        if document is not None:
+            return document.text, document
+        for file_kind, file_key, path in self._files():
+            if (file_kind, file_key) == (kind, key) and path.is_file():
+                return path.read_text(encoding="utf-8"), None
+        raise NotFound(f"no {kind} {key!r}")
+
+    def edit(self, actor: Actor, kind: str, key: str, text: str) -> Document:
+        """A calendar document or a register saved in the browser, held to registers.edit. Forms are saved
+        by the form editor (VersionService.save_form), which also redeploys the processes using them."""
+        if kind not in ("calendar", "register"):
+            raise BadRequest("only the trading calendar and registers are edited here; forms in the form editor")
+        self.access.require(actor, "registers.edit", "edit the trading calendar and the registers")
+        return self.save(kind, key, text, actor.username)
+
+    def _files(self) -> list[tuple[str, str, Path]]:
+        return seed_files(self.ctx.settings.forms_dir, self.ctx.settings.processes_dir)
 
     def seed(self, files: Iterable[tuple[str, str, Path]], by: str = "system") -> Seeding:
         """Copy each (kind, key, file) into the database where the document has no row yet, or where its

@@ -58,7 +58,8 @@ def _outcome(action: Callable[[], list[DeployedVersion]]) -> tuple[Any, int]:
 def index() -> Any:
     engine = engine_of_app()
     return render_template("processes.html", definitions=engine.repository.definitions(),
-                           forms=engine.versions.form_names(), problems=None, deployed=None)
+                           forms=engine.versions.form_names(), problems=None, deployed=None,
+                           registers=engine.documents.registers() if engine.may(g.actor, "registers.edit") else [])
 
 
 @bp.post("/processes/upload")
@@ -242,3 +243,42 @@ def save_form(name: str) -> Any:
         return _form_page(name, text, [{"file": name, "line": 1, "message": exc.message, "element": None}],
                           status=422)
     return _form_page(name, text, deployed=_deployed(results))
+
+
+# registers: the trading calendar and the emergency plans, saved as new versions in the database ---------
+@bp.get("/registers/<kind>/<key>/edit")
+@login_required
+def register(kind: str, key: str) -> Any:
+    engine = engine_of_app()
+    if not engine.may(g.actor, "registers.edit"):
+        abort(403)
+    try:
+        text, _document = engine.documents.current(kind, key)
+    except OpsFlowError:
+        abort(404)
+    return _register_page(kind, key, text)
+
+
+@bp.post("/registers/<kind>/<key>")
+@login_required
+def save_register(kind: str, key: str) -> Any:
+    engine = engine_of_app()
+    if not engine.may(g.actor, "registers.edit"):
+        abort(403)
+    text = request.form.get("text") or ""
+    try:
+        saved = engine.documents.edit(g.actor, kind, key, text)
+    except OpsFlowError as exc:
+        return _register_page(kind, key, text, problem=exc.message, status=422)
+    flash(_("Saved as version %(v)s.", v=saved.version))
+    return redirect(url_for("modeler.register", kind=kind, key=key))
+
+
+def _register_page(kind: str, key: str, text: str, problem: str | None = None, status: int = 200) -> Any:
+    engine = engine_of_app()
+    try:
+        history = engine.documents.history(kind, key)
+    except OpsFlowError:
+        history = []  # only in its file so far
+    return render_template("register_editor.html", kind=kind, key=key, text=text, problem=problem,
+                           history=history), status
