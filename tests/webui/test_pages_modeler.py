@@ -212,7 +212,8 @@ def test_saving_a_form_redeploys_the_processes_that_use_it(pages: Pages) -> None
     saved = pages.engine.documents.latest("form", "approval.json")  # in the database, for every node
     assert saved is not None and saved.data() == schema and saved.created_by == "maqing"
     assert json.loads((pages.engine.ctx.settings.forms_dir / "approval.json").read_text(encoding="utf-8")) != schema
-    assert "审批意见（必要时）" in pages.get("/forms/approval.json/edit").text  # the editor shows the saved one
+    page = pages.get("/forms/approval.json/edit").text
+    assert "审批意见（必要时）" in page and "maqing" in page.split('id="form-version"')[1].split("</p>")[0]
     assert pages.post("/forms/../x.json", {"schema": "{}"}).status_code in (404, 422)
 
 

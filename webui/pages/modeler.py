@@ -194,7 +194,8 @@ def _form_page(name: str, text: str, problems: list[dict[str, Any]] | None = Non
     engine = engine_of_app()
     users = [f"{row.process_id} v{row.version}" for row in engine.versions.users_of_form(name)]
     return render_template("form_editor.html", name=name, text=text, problems=problems or [], deployed=deployed,
-                           used_by=users, preview=_preview(text)), status
+                           used_by=users, preview=_preview(text),
+                           document=engine.documents.latest("form", name)), status
 
 
 def _preview(text: str) -> Any:
