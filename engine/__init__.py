@@ -23,6 +23,7 @@ from engine.cases.runtime import RuntimeService
 from engine.cases.store import CaseStore
 from engine.config import ROOT, Settings
 from engine.configuration import ConfigurationService
+from engine.configuration.templates import StandardChangeCatalogue
 from engine.context import EngineContext, utc_now
 from engine.definitions.calendar import CalendarService
 from engine.definitions.documents import RegisterDocuments, seed_files
@@ -73,6 +74,7 @@ class ProcessEngine:
         # The configuration items register (配置项): market codes checked against the calendar's.
         self.configuration = ConfigurationService(self.ctx, self.audit, self.access,
                                                   lambda: self.calendar.calendar().markets.keys())
+        self.standard_changes = StandardChangeCatalogue(self.ctx, self.audit)  # 标准变更模板
         # Time passing (engine/jobs/): the job table and its tick, case timers and timer starts,
         # escalations and the notifications they send.
         self.notify = NotifyService(self.ctx, self.audit)

@@ -9,6 +9,9 @@ from engine.cases.regulatory import STATUSES as REPORT_STATUSES
 from engine.cases.regulatory import RegulatoryReport
 from engine.cases.reports import Dashboard
 from engine.config import ROOT
+from engine.configuration.browse import XLSX, export_csv, export_json, export_xlsx, item_detail, shown
+from engine.configuration.records import SYSTEM_CLASSES
+from engine.configuration.templates import STATUSES as TEMPLATE_STATUSES
 from engine.definitions.forms import declared_fields, enum_options, read_form, schema_problem
 from engine.definitions.repository import DeployedVersion
 from engine.people.identity import Actor
@@ -21,6 +24,9 @@ __all__ = [
     "ROOT",
     "SEVERITIES",
     "STATUSES",
+    "SYSTEM_CLASSES",
+    "TEMPLATE_STATUSES",
+    "XLSX",
     "Actor",
     "CaseProgress",
     "Dashboard",
@@ -34,6 +40,11 @@ __all__ = [
     "case_titles",
     "declared_fields",
     "enum_options",
+    "export_csv",
+    "export_json",
+    "export_xlsx",
+    "item_detail",
     "read_form",
     "schema_problem",
+    "shown",
 ]

@@ -56,6 +56,7 @@ LAYERS = [
     ("engine.storage.audit", "engine.jobs.queue"),  # the job table: notifications schedule onto it
     ("engine.people",),
     ("engine.definitions",),
+    ("engine.configuration",),  # the registers processes read: configuration items, standard changes
     ("engine.cases",),
     ("engine.tasks",),
     ("engine.jobs",),
@@ -97,7 +98,7 @@ def test_an_upward_import_is_found(tmp_path: Path) -> None:
     (tmp_path / "engine" / "people" / "late.py").write_text(
         "from engine.storage.models import User\n\n\ndef f():\n    from engine.cases.runtime import case_data\n",
         encoding="utf-8")
-    assert upward_imports(tmp_path) == ["engine/people/late.py:5: engine.cases.runtime (layer 6 above 4)"]
+    assert upward_imports(tmp_path) == ["engine/people/late.py:5: engine.cases.runtime (layer 7 above 4)"]
 
 
 def test_only_engine_spiff_imports_spiffworkflow() -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from engine.configuration.browse import item_detail
 from engine.errors import NotFound
+from engine.views import item_detail
 from webui.api.access import MAX_ID, actor, endpoint, engine
 
 

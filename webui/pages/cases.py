@@ -10,8 +10,7 @@ from flask import Blueprint, Response, abort, flash, g, redirect, render_templat
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from engine.configuration.records import SYSTEM_CLASSES
-from engine.views import Actor
+from engine.views import SYSTEM_CLASSES, Actor
 from webui import engine_of_app
 from webui.pages.auth import login_required
 from webui.pages.tasks import field_labels

@@ -15,8 +15,8 @@ from flask import Blueprint, Response, flash, g, redirect, render_template, requ
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from engine.configuration.browse import XLSX, export_csv, export_json, export_xlsx, item_detail, shown
 from engine.errors import ValidationFailed
+from engine.views import XLSX, export_csv, export_json, export_xlsx, item_detail, shown
 from webui import engine_of_app
 from webui.pages import render_error, role_names
 from webui.pages.auth import login_required

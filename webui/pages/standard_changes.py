@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, render_template, request
 
-from engine.configuration.templates import STATUSES, StandardChangeCatalogue
+from engine.views import TEMPLATE_STATUSES as STATUSES
 from webui import engine_of_app
 from webui.pages.auth import login_required
 
@@ -23,5 +23,5 @@ def index() -> Any:
     engine = engine_of_app()
     status = request.args.get("status") or ""
     status = status if status in STATUSES else ""
-    templates = StandardChangeCatalogue(engine.ctx, engine.audit).list_templates(status or None)
+    templates = engine.standard_changes.list_templates(status or None)
     return render_template("standard_changes.html", templates=templates, status=status, statuses=STATUSES)
