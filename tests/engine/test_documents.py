@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import threading
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from flask.testing import FlaskClient
 
 from engine import ProcessEngine
 from engine.definitions.forms import read_form
-from engine.errors import BadRequest
+from engine.errors import BadRequest, Conflict
 from engine.people.identity import Actor
 from tests.conftest import FIXTURES, ROOT, Clock, make_settings
 from webui import create_app
@@ -177,3 +178,28 @@ def test_a_form_and_a_plan_saved_on_one_node_are_what_the_other_uses_at_once(
     entries = b.ctx.environment.services["register_entries"]("emergency_plans")
     assert entries[-1]["id"] == "EP-NEW-01"
     assert b.ctx.environment.services["register_entry"]("emergency_plans", "EP-NEW-01")["ok"] is True
+
+
+def test_two_nodes_saving_one_document_at_once_the_second_is_told_to_reload(
+        nodes: tuple[ProcessEngine, ProcessEngine], database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: its saves never overlap")
+    a, b = nodes
+    plans = json.loads((ROOT / "processes" / "emergency_plans.json").read_text(encoding="utf-8"))
+    saving, release = threading.Event(), threading.Event()
+
+    def save_on_a() -> None:
+        with a.ctx.db.transaction():
+            a.documents.save("register", "emergency_plans", json.dumps({**plans, "description": "A"}), "maqing")
+            saving.set()
+            release.wait(10)
+
+    first = threading.Thread(target=save_on_a)
+    first.start()
+    assert saving.wait(10)
+    threading.Timer(0.5, release.set).start()  # B's insert waits on A's uncommitted version 2, then fails
+    with pytest.raises(Conflict, match="saved by someone else meanwhile"):
+        b.documents.save("register", "emergency_plans", json.dumps({**plans, "description": "B"}), "lina")
+    first.join()
+    latest = b.documents.latest("register", "emergency_plans")
+    assert latest is not None and (latest.version, latest.data()["description"]) == (2, "A")
