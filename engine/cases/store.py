@@ -253,7 +253,7 @@ class CaseStore:
         names = {k: v.name for k, v in definition.rules.items()}
         for task in ready:
             rules = definition.rules[task.task_spec.bpmn_id]
-            role = self.identity.resolve_role(rules.lane) or (rules.lane or "")
+            role = self._role_from(rules, task.data) or self.identity.resolve_role(rules.lane) or (rules.lane or "")
             reason = self._return_reason(rules, task.data)
             returned_to = self._returned_to(s, row.id, rules, role) if reason else None
             # the person the case names for this step (one instance's owner) comes first; else who submitted it
@@ -272,6 +272,16 @@ class CaseStore:
                 # the submitter's own action (None)
                 returned_by=case.actor if reason and case.actor and case.actor != returned_to else None))
         return created
+
+    def _role_from(self, rules: Any, data: dict[str, Any]) -> str | None:
+        """The role a `roleFrom` expression names in the task's data, if it is a known role."""
+        if not rules.role_from:
+            return None
+        try:
+            named = self.ctx.environment.evaluate(rules.role_from, dict(data))
+        except Exception:  # noqa: BLE001 (nothing named: the lane's role takes it)
+            return None
+        return self.identity.resolve_role(str(named)) if isinstance(named, str) and named else None
 
     def _return_reason(self, rules: Any, data: dict[str, Any]) -> str | None:
         """The task's returnReason expression, read in its data: non-empty text means sent back."""

@@ -24,6 +24,7 @@ from engine.definitions.rules import (
     case_field_problems,
     computed_before,
     computed_fields,
+    expression_names,
     is_human,
     user_task_rules,
 )
@@ -201,6 +202,9 @@ class RepositoryService:
             file_of[name] = bundle.process_files.get(name, file_of[spec.name])
         human_ids = {ts.bpmn_id for ts in all_task_specs(spec, subs) if is_human(ts)}
         computed = computed_before(spec, subs)
+        # each instance's item of a multi-instance activity is the engine's, set from its collection
+        instance_items = {str(ts.input_item.bpmn_id): "multi-instance item" for ts in all_task_specs(spec, subs)
+                          if getattr(getattr(ts, "input_item", None), "bpmn_id", None)}
 
         def add(file: str, element: str | None, message: str) -> None:
             problems.append(Problem(file, bundle.line_of(file, element), message, element))
@@ -211,7 +215,7 @@ class RepositoryService:
                 if is_human(ts):
                     rules = UserTaskRules.from_spec(ts)
                     self._lint_user_task(rules, ts, human_ids, forms, lambda m, f=file, e=ts.bpmn_id: add(f, e, m),
-                                         overrides or {}, computed.get(ts.bpmn_id, {}))
+                                         overrides or {}, {**computed.get(ts.bpmn_id, {}), **instance_items})
                 for snippet in snippets([ts]):
                     if snippet.kind == "timer" and is_bare_iso(snippet.source):
                         add(file, snippet.element, f"timer {snippet.source.strip()!r} is an ISO 8601 literal "
@@ -252,6 +256,14 @@ class RepositoryService:
         for message in case_field_problems(rules, forms.get(rules.form) if rules.form else None,
                                            computed or {}, human_ids):
             add(f"{label}: {message}")
+        if rules.role_from:
+            read = expression_names(rules.role_from)
+            if read is None:
+                add(f"{label}: roleFrom {rules.role_from!r} is not an expression")
+            elif unsafe := sorted(read - set(computed or {})):
+                add(f"{label}: roleFrom reads {', '.join(unsafe)}, which a form or start data could set; it may "
+                    "read only what the process computes before this task (a script, a service's result, a "
+                    "multi-instance item)")
         if rules.due_in:
             try:
                 parse_iso_duration(rules.due_in)

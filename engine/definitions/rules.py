@@ -12,6 +12,7 @@ Declared with the spiffworkflow BPMN extension (bpmn-js-spiffworkflow writes the
       <spiffworkflow:property name="priority" value="2"/>
       <spiffworkflow:property name="caseFields" value="*"/>             form fields that are facts of the case
       <spiffworkflow:property name="returnReason" value="return_reason"/> why the task reopened (退回)
+      <spiffworkflow:property name="roleFrom" value='owner["role"]'/>   the role whose queue takes it
     </spiffworkflow:properties>
 
 `separationOfDuties` names the earlier tasks whose performer may not do this one (`starter` is
@@ -22,6 +23,7 @@ name different people.
 from __future__ import annotations
 
 import ast
+import builtins
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +56,10 @@ class UserTaskRules:
     properties: dict[str, str]
     case_fields: tuple[str, ...] = ()
     return_reason: str | None = None
+    # an expression naming the role whose queue takes the task (one review per owner role), read in
+    # the task's data; the lane's role when it names none. The deploy check lets it read only what
+    # the process computes, never what a form or start data sets.
+    role_from: str | None = None
 
     @classmethod
     def from_spec(cls, ts: Any) -> UserTaskRules:
@@ -79,6 +85,7 @@ class UserTaskRules:
             properties=props,
             case_fields=_split(props.get("caseFields")),
             return_reason=(props.get("returnReason") or "").strip() or None,
+            role_from=(props.get("roleFrom") or "").strip() or None,
         )
 
 
@@ -155,6 +162,15 @@ def _reachable(start: Any) -> set[Any]:
         seen.add(ts)
         stack.extend(getattr(ts, "outputs", None) or [])
     return seen
+
+
+def expression_names(expression: str) -> set[str] | None:
+    """The data names an expression reads, or None if it does not parse."""
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError:
+        return None
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)} - set(dir(builtins))
 
 
 def _assigned_names(script: str) -> list[str]:

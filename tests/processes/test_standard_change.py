@@ -8,6 +8,7 @@ is what a change citing a template is checked by.
 
 from __future__ import annotations
 
+import html
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,8 +17,10 @@ from sqlalchemy import select
 
 from engine import ProcessEngine
 from engine.configuration.templates import CORE_UNTESTED, StandardChangeCatalogue, TemplateView
-from engine.errors import Forbidden, ValidationFailed
+from engine.errors import Forbidden, LintFailed, ValidationFailed
+from engine.spiff.parsing import SourceFile
 from engine.storage.models import AuditEvent
+from tests.conftest import ROOT
 from tests.processes.conftest import START, Flow
 
 PROCESS = "standard_change_template"
@@ -247,21 +250,27 @@ def test_quarterly_run_opens_a_review_per_owner_role_and_records_the_result(flow
     [case] = [c.id for c in engine.runtime.cases(process_id="ci_reconcile")]
     assert engine.runtime.show(case).started_by == "system"
     tasks = flow.open_tasks(case)
-    assert [t.bpmn_id for t in tasks] == ["reconcile", "reconcile"] and {t.role for t in tasks} == {"config_manager"}
+    # each owner role reviews its own items, in its own queue (roleFrom)
+    assert [t.bpmn_id for t in tasks] == ["reconcile", "reconcile"]
+    assert sorted(t.role for t in tasks) == ["ops_engineer", "ops_manager"]
     owners = flow.data(case)["owners"]
     assert [(o["role"], o["role_name"]) for o in owners] == [
         ("ops_engineer", "运维工程师"), ("ops_manager", "运维负责人")]
     assert [i["name"] for i in owners[0]["items"]] == ["交易主机集群", "办公自动化", "期货主机", "期货交易中继", "行情"]
     assert sum(len(o["items"]) for o in owners) == 12  # every item in service, each under its owner
 
-    # each task shows the config manager its owner role and that role's items
+    # each task shows its owner role's items; another role may not take it
     by_role = {engine.tasks.get(t.id).case_data["owner"]["role"]: t for t in tasks}
-    mazhen = flow.user("mazhen")
-    engine.tasks.claim(by_role["ops_engineer"].id, mazhen)
-    engine.tasks.complete(by_role["ops_engineer"].id, mazhen, {"result": "consistent"})
+    assert by_role["ops_engineer"].role == "ops_engineer" and by_role["ops_manager"].role == "ops_manager"
+    with pytest.raises(Forbidden):
+        engine.tasks.claim(by_role["ops_manager"].id, flow.user("lina"))
+    assert by_role["ops_engineer"].id in {t.id for t in flow.inbox("lina")}
+    engine.tasks.claim(by_role["ops_engineer"].id, flow.user("lina"))
+    engine.tasks.complete(by_role["ops_engineer"].id, flow.user("lina"), {"result": "consistent"})
     assert flow.status(case) == "running"
-    engine.tasks.claim(by_role["ops_manager"].id, mazhen)
-    engine.tasks.complete(by_role["ops_manager"].id, mazhen, {"result": "discrepancies", "discrepancies": [
+    engine.tasks.claim(by_role["ops_manager"].id, flow.user("liuyang"))
+    engine.tasks.complete(by_role["ops_manager"].id, flow.user("liuyang"), {"result": "discrepancies",
+                                                                            "discrepancies": [
         {"item": "集中交易", "note": "实际版本已升级为 UF2.0 V202603"}]})
 
     assert flow.status(case) == "completed"
@@ -271,16 +280,28 @@ def test_quarterly_run_opens_a_review_per_owner_role_and_records_the_result(flow
     assert results == {"ops_engineer": ("consistent", []), "ops_manager": (
         "discrepancies", [{"item": "集中交易", "note": "实际版本已升级为 UF2.0 V202603"}])}
     record = [(e.bpmn_id, e.completed_by, e.outcome) for e in flow.record(case)]
-    assert sorted(record) == [("reconcile", "mazhen", "consistent"), ("reconcile", "mazhen", "discrepancies")]
+    assert sorted(record) == [("reconcile", "lina", "consistent"), ("reconcile", "liuyang", "discrepancies")]
 
 
 def test_a_discrepancy_must_be_named(flow: Flow, engine: ProcessEngine) -> None:
     engine.ctx.clock.now = datetime(2027, 1, 4, 9, 0, 1, tzinfo=START.tzinfo)  # type: ignore[attr-defined]
     engine.jobs.tick()
     [case] = [c.id for c in engine.runtime.cases(process_id="ci_reconcile")]
-    task = flow.open_tasks(case)[0]
-    mazhen = flow.user("mazhen")
-    engine.tasks.claim(task.id, mazhen)
+    [task] = [t for t in flow.open_tasks(case) if t.role == "ops_engineer"]
+    lina = flow.user("lina")
+    engine.tasks.claim(task.id, lina)
     with pytest.raises(ValidationFailed):
-        engine.tasks.complete(task.id, mazhen, {"result": "discrepancies"})
+        engine.tasks.complete(task.id, lina, {"result": "discrepancies"})
     assert len(flow.open_tasks(case)) == 2
+
+
+@pytest.mark.parametrize("expression", ['requested_role', 'owner["role"] if owner else requested_role'])
+def test_a_task_routed_by_data_may_read_only_what_the_process_computes(engine: ProcessEngine,
+                                                                      expression: str) -> None:
+    """roleFrom reading a field start data or a form could set would let a requester pick who decides."""
+    text = (ROOT / "processes" / "ci_reconcile.bpmn").read_text(encoding="utf-8")
+    forged = text.replace('value="owner[&quot;role&quot;]"', f'value="{html.escape(expression)}"')
+    assert forged != text
+    with pytest.raises(LintFailed) as refused:
+        engine.repository.deploy([SourceFile("ci_reconcile.bpmn", forged.encode())], "owner")
+    assert any("roleFrom reads requested_role" in p.message for p in refused.value.problems)
