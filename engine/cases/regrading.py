@@ -16,6 +16,7 @@ from engine.cases.runtime import RuntimeService
 from engine.context import EngineContext
 from engine.errors import BadRequest
 from engine.spiff.live_data import set_live_data
+from engine.spiff.messages import send_message
 from engine.spiff.workflow import case_data
 from engine.storage.models import CaseLink
 
@@ -32,12 +33,14 @@ class LinkedRegrading:
     def services(self) -> dict[str, Callable[..., Any]]:
         return {"regrade_linked_cases": self.regrade_linked_cases}
 
-    def regrade_linked_cases(self, kind: str, grading: dict[str, Any]) -> dict[str, Any]:
+    def regrade_linked_cases(self, kind: str, grading: dict[str, Any], message: str | None = None) -> dict[str, Any]:
         """Record `grading` (a grading_history entry) onto the running cases this case opened as `kind`.
 
         Each takes the grading facts, except that `reportable` never goes back to false (a report
         once due stays due, so a downgrade cancels none), appends the change to its own
-        grading_history and is audited `case.regraded`. Ended cases are left as they are.
+        grading_history and is audited `case.regraded`. Ended cases are left as they are. A case
+        waiting for BPMN `message` then receives it, so its process can act on the new grading
+        (re-time a report); one not waiting for it just keeps the facts.
         """
         current = self.ctx.current_case.get()
         if current is None:
@@ -67,6 +70,11 @@ class LinkedRegrading:
                              "report_kept_due": bool(grading.get("report_kept_due")) or kept_due}
                     history = list(before.get("grading_history") or []) + [entry]
                     set_live_data(case.workflow, {**facts, "grading_history": history})
+                    if message:
+                        with store.clock():
+                            delivered = send_message(case.workflow, message, {"source_case": current_id})
+                        if delivered:
+                            store.run_engine(case.workflow, target, username)
                     store.save(s, case)
                     audit.record(s, username, "case.regraded", instance_id=target, data={
                         "from_case": current_id, "from_level": entry["from_level"], "level": entry.get("level"),

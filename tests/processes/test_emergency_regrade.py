@@ -8,9 +8,10 @@ emergency that has ended is left alone.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from tests.processes.conftest import Flow
+from tests.processes.conftest import SHANGHAI, Flow
 from tests.processes.test_emergency import (
     APPROVE,
     FIRST_REPORT,
@@ -118,3 +119,29 @@ def test_an_ended_emergency_is_left_alone(flow: Flow) -> None:
     assert flow.data(incident)["emergency_regrade"] == {"regraded": [], "left": [emergency]}
     assert flow.data(emergency) == before and regraded(flow, emergency) == []
     assert flow.open_names(incident) == ["resolve"]
+
+
+def test_an_upgrade_tightens_the_first_report_deadline_and_a_downgrade_never_loosens_it(flow: Flow) -> None:
+    incident = reported(flow, system_class="集中交易", outage_minutes=7)  # 2021 rules: 一般, reportable
+    emergency = emergency_of(flow, incident)
+    flow.do(emergency, "declare", "wuhao", declaration(incident_case_id=incident, level="一般",
+                                                        restorable_within_30min=True, critical_infrastructure=True))
+    flow.do(emergency, "activate", "xuli", APPROVE)
+    # 一般 and restorable: the firm's 2 hours from discovery (18:05)
+    assert flow.task(emergency, "first_report").due_at == datetime(2026, 11, 20, 20, 5, tzinfo=SHANGHAI)
+
+    flow.do(incident, "respond", "lina", {"assessment": "委托报送中断", "outage_minutes": 12})  # 较大
+    # CAC 2025 for critical infrastructure, 较大 and above: 1 hour; the first report is re-issued with it
+    first = flow.task(emergency, "first_report")
+    assert first.due_at == datetime(2026, 11, 20, 19, 5, tzinfo=SHANGHAI)
+    data = facts(flow, emergency, "first_report")  # the reporting branch's view
+    assert (data["level"], data["first_report_minutes"]) == ("较大", 60)
+    assert "关键信息基础设施保护工作部门、公安机关" in data["report_recipients"]
+    assert "证监会派出机构（住所地证监局）" in data["report_recipients"]  # the rule already applied stays
+
+    flow.do(incident, "resolve", "lina", {**RESOLVED, "outage_minutes": 3})  # 一般 again, the report kept due
+    assert flow.data(emergency)["level"] == "一般"
+    assert flow.task(emergency, "first_report").due_at == datetime(2026, 11, 20, 19, 5, tzinfo=SHANGHAI)
+    assert sorted(flow.open_names(emergency)) == ["dispose", "first_report", "notify"]
+    flow.do(emergency, "first_report", "sunyan", FIRST_REPORT)
+    assert flow.open_names(emergency).count("sign_first_report") == 1
