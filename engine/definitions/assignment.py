@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -31,32 +32,29 @@ def sod_violation(rules: UserTaskRules, username: str, done: dict[str, set[str]]
     """The separation-of-duties rule this user would break, as a sentence, or None."""
     for ref in rules.separation_of_duties:
         if ref == STARTER and username == starter:
-            return (f"separation of duties: {username} started this case and may not perform "
-                    f"{rules.name!r} (不相容岗位分离: 申请人不得审批/执行本人的申请)")
+            return (f"不相容岗位分离：{username} 是本案件的申请人，不得办理“{rules.name}”"
+                    "（申请人不得审批或执行本人的申请）")
         if username in done.get(ref, ()):
-            return (f"separation of duties: {username} performed {names.get(ref, ref)!r} in this case "
-                    f"and may not also perform {rules.name!r} (不相容岗位分离)")
+            return f"不相容岗位分离：{username} 已办理本案件的“{names.get(ref, ref)}”，不得再办理“{rules.name}”"
     return None
 
 
 def check_may_act(actor: Actor, task: HumanTask, rules: UserTaskRules, done: dict[str, set[str]],
                   starter: str, names: dict[str, str], *, claiming: bool = False,
-                  acting_for: str | None = None) -> None:
+                  acting_for: str | None = None, role_name: Callable[[str], str] = str) -> None:
     """Raise Forbidden naming the rule unless the actor may claim or complete this task.
 
-    `acting_for`: the assignee, when the actor is their active substitute (A/B角).
+    `acting_for`: the assignee, when the actor is their active substitute (A/B角); `role_name` gives a
+    role's Chinese name, so a refusal names roles and steps as the user knows them.
     """
+    role = role_name(task.role)
     if task.assignee and task.assignee not in (actor.username, acting_for):
-        raise Forbidden(f"task {task.id} is assigned to {task.assignee}, not to {actor.username}",
-                        rule="assignee")
+        raise Forbidden(f"“{rules.name}”已由 {task.assignee} 办理，不是 {actor.username}", rule="assignee")
     if acting_for and not actor.has_role(task.role):
-        raise Forbidden(f"{actor.username} stands in for {acting_for} but does not hold the role {task.role!r} "
-                        f"of {rules.name!r} (A/B角只能办理本人具备角色的任务)", rule="role")
-    if not task.assignee and not actor.has_role(task.role):
-        raise Forbidden(f"{actor.username} does not hold the role {task.role!r} of task {rules.name!r}",
-                        rule="role")
-    if claiming and not actor.has_role(task.role):
-        raise Forbidden(f"{actor.username} does not hold the role {task.role!r}", rule="role")
+        raise Forbidden(f"{actor.username} 代 {acting_for} 办理，但本人不具备“{rules.name}”所需的角色{role}"
+                        "（A/B角只能办理本人具备角色的任务）", rule="role")
+    if (not task.assignee or claiming) and not actor.has_role(task.role):
+        raise Forbidden(f"{actor.username} 不具备“{rules.name}”所需的角色{role}", rule="role")
     reason = sod_violation(rules, actor.username, done, starter, names)
     if reason:
         raise Forbidden(reason, rule="separation_of_duties")

@@ -103,6 +103,11 @@ class IdentityService:
         with self.ctx.db.transaction() as s:
             return list(s.scalars(select(Role).order_by(Role.key)))
 
+    def role_name(self, key: str) -> str:
+        """A role as users know it: its Chinese name (运维负责人), or the key of a role not seeded."""
+        names = {r.key: r.name_zh for r in self.roles()}
+        return names.get(key) or key
+
     def resolve_role(self, lane: str | None) -> str | None:
         """A lane names a role by key (`ops_engineer`) or by its Chinese name (`运维工程师`)."""
         if not lane:

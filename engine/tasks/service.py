@@ -202,7 +202,8 @@ class TaskService:
             if target is None:
                 raise NotFound(f"unknown user {username!r}")
             if not target.has_role(task.role):
-                raise Forbidden(f"{username} does not hold the role {task.role!r}", rule="role")
+                raise Forbidden(f"{username} 不具备“{task.name}”所需的角色{self.identity.role_name(task.role)}",
+                                rule="role")
             previous = task.assignee
             task.assignee = None  # judge the target as if the task were in the queue
             self._check(s, target, task, case)
@@ -321,7 +322,7 @@ class TaskService:
             acting_for = task.assignee
         try:
             done = performers(s, case.id) if rules.separation_of_duties else {}
-            check_may_act(actor, task, rules, done, case.started_by, names,
+            check_may_act(actor, task, rules, done, case.started_by, names, role_name=self.identity.role_name,
                           claiming=claiming, acting_for=acting_for)
         except Forbidden as refusal:
             refusal.audit = (actor.username, case.id, task.id)  # type: ignore[attr-defined]

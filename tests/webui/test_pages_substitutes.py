@@ -118,6 +118,6 @@ def test_an_unqualified_substitute_is_refused_and_acts_only_on_roles_they_hold(p
     engine.tasks.claim(approval.id, pages.actor("qianjin"))
     zhaoyun = pages.actor("zhaoyun")
     assert approval.id not in {t.id for t in engine.tasks.inbox(zhaoyun)}  # not an IT head: not in the inbox
-    with pytest.raises(Forbidden, match="does not hold the role 'it_head'"):
+    with pytest.raises(Forbidden, match="不具备“信息技术负责人审批”所需的角色信息技术负责人"):
         engine.tasks.complete(approval.id, zhaoyun, {"decision": "approve"})
     assert pages.open_task(case, "approve_it_head").state == "open"
