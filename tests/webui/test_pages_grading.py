@@ -44,7 +44,10 @@ def test_the_grading_history_is_a_table_of_each_change(pages: Pages, flow: Flow)
     assert "≥ 30 分钟" in regrade[9]  # the row of incident_level.dmn it applied
 
     pages.sign_in("sunyan")  # 合规专员 reads the emergency
-    [row] = grading_rows(pages.get(f"/cases/{emergency}").text)
+    html = pages.get(f"/cases/{emergency}").text
+    [row] = grading_rows(html)
+    audited = rf'data-action="case.regraded">.*?随关联流程重新定级 <small>较大 → 重大 \(#{incident}\)</small>'
+    assert re.search(audited, html, re.S)  # on the emergency's own history
     assert row[0] == f"2026-11-20 18:00 respond 来自流程 #{incident}"  # when it was regraded, by which case
     assert row[2:8] == ["较大 → 重大", "P1", "是", "集中交易", "一类", "35 分钟"]
 

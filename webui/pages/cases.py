@@ -24,6 +24,7 @@ HISTORY_ACTIONS = {
     "message.delivered": _l("Message received"), "attachment.added": _l("Attached a file"),
     "timer.failed": _l("Timer failed"), "job.failed": _l("Retries used up"), "job.retried": _l("Retry requested"),
     "timer.retry_scheduled": _l("Retry requested"), "action.failed": _l("Action failed (rolled back)"),
+    "case.regraded": _l("Regraded by a linked case"),
 }
 
 
@@ -160,6 +161,8 @@ def _history_detail(action: str, data: dict[str, Any]) -> str:
         return str(data.get("error") or "")
     if action == "case.linked":
         return f"→ #{data.get('to')} ({data.get('kind')})"
+    if action == "case.regraded":
+        return f"{data.get('from_level')} → {data.get('level')} (#{data.get('from_case')})"
     return ""
 
 
