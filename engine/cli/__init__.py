@@ -75,6 +75,8 @@ def cmd_init(engine: ProcessEngine, args: argparse.Namespace) -> int:
     if result["demo_users"]:
         print(f"demo users added with the demo password 'opsflow', which the password policy would refuse "
               f"(--demo only; never use them in production): {', '.join(result['demo_users'])}")
+    for kept in result.get("documents_kept") or []:
+        print(f"kept the browser's edit of {kept} (its file changed since; the database's version stays)")
     if result.get("demo_items"):
         print(f"demo configuration register: {len(result['demo_items'])} systems (opsflow ci list)")
     if result.get("demo_skipped"):
