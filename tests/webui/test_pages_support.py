@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 
 from engine import ProcessEngine
 from tests.conftest import ROOT, Clock, make_settings
+from tests.processes.test_change import demo_systems
 from webui import create_app
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -28,7 +29,7 @@ START = datetime(2026, 11, 20, 18, 0, tzinfo=SHANGHAI)
 DEMO_USERS = json.loads((ROOT / "processes" / "demo_users.json").read_text(encoding="utf-8"))
 CHANGE = {
     "title": "办公系统参数调整", "change_type": "normal",
-    "affected_systems": [{"name": "办公自动化", "core": False}],
+    "systems": demo_systems("办公自动化"),
     "purpose": "调整会话超时参数", "window_start": "2026-11-21T10:00:00+08:00",
     "window_end": "2026-11-21T14:00:00+08:00", "plan": "1. 备份参数 2. 修改 3. 重启",
     "rollback_plan": "恢复备份的参数文件并重启", "rollback_tested": True,
@@ -36,8 +37,7 @@ CHANGE = {
 }
 # The same request as the HTML form posts it.
 CHANGE_FORM = {
-    "title": "办公系统参数调整", "change_type": "normal", "affected_systems.__rows": "1",
-    "affected_systems[0].name": "办公自动化", "affected_systems[0].core": "false",
+    "title": "办公系统参数调整", "change_type": "normal", "systems": str(demo_systems("办公自动化")[0]),
     "purpose": "调整会话超时参数", "window_start": "2026-11-21T10:00", "window_end": "2026-11-21T14:00",
     "plan": "1. 备份参数 2. 修改 3. 重启", "rollback_plan": "恢复备份的参数文件并重启", "rollback_tested": "true",
     "implementer": "lina", "reviewer": "wangqiang", "business_verifier": "zhoujie",
@@ -109,12 +109,13 @@ def page_clock() -> Clock:
 
 
 def library_engine(database_url: str, tmp_path: Path, clock: Clock, forms_dir: Path = ROOT / "forms") -> ProcessEngine:
-    """A migrated engine with the change library deployed and the demo users."""
+    """A migrated engine with the change library deployed, the demo users and the demo register."""
     eng = ProcessEngine(make_settings(database_url, tmp_path, forms_dir=forms_dir,
                                       processes_dir=change_library(tmp_path)), clock=clock)
     eng.migrate()
     eng.identity.seed_roles(ROOT / "processes" / "roles.json")
     eng.repository.deploy_directory()
+    eng.seed_demo_register()  # the change form picks its systems from the register
     for u in DEMO_USERS:
         eng.identity.add_user(u["username"], u["roles"], u["display_name"])
     return eng

@@ -6,6 +6,7 @@ import hashlib
 import io
 import re
 
+from tests.processes.test_change import demo_systems
 from tests.webui.test_pages_support import CHANGE_FORM, Pages, page_clock, page_engine, pages  # noqa: F401
 
 
@@ -22,13 +23,14 @@ def test_request_form_widgets(pages: Pages) -> None:
     assert '<textarea id="f-purpose"' in html  # long text
     assert 'type="radio" name="change_type" value="normal"' in html and "一般变更" in html  # enum as radios
     assert 'type="datetime-local" name="window_start"' in html and "北京时间" in html  # firm's zone
-    assert 'name="affected_systems[0].name"' in html and 'value="add:affected_systems"' in html  # array rows
-    assert 'type="checkbox" name="affected_systems[0].markets" value="SSE"' in html  # enum array
+    assert 'value="add:target_versions"' in html  # array rows
+    office = demo_systems("办公自动化")[0]
+    assert f'type="checkbox" name="systems" value="{office}"' in html  # the register's systems, ticked
+    assert "集中交易（核心交易·一类）" in html and "办公自动化（非核心·五类）" in html  # by name and class
     assert 'name="rollback_tested" value="true"' in html  # required boolean as yes/no
     assert '<select id="f-implementer" name="implementer"' in html and 'value="lina"' in html  # user picker
     assert 'value="liuyang"' not in html.split('id="f-implementer"')[1].split("</select>")[0]  # role's users only
     assert 'type="file" name="plan_document.__file"' in html  # attachment field
-    assert '<textarea id="f-config_items"' in html  # array of strings, one per line
 
 
 def test_errors_sit_next_to_fields_and_values_are_kept(pages: Pages) -> None:
@@ -56,7 +58,7 @@ def test_valid_form_completes_and_the_next_task_goes_to_its_role(pages: Pages) -
     assert response.status_code == 302
     data = pages.engine.tasks.get(pages.open_task(case, "approve_ops").id).case_data
     assert data["window_start"] == "2026-11-21T10:00:00+08:00" and data["rollback_tested"] is True
-    assert data["affected_systems"] == [{"name": "办公自动化", "core": False}]
+    assert [(s["name"], s["core"], s["markets"]) for s in data["affected_systems"]] == [("办公自动化", False, [])]
     pages.sign_in("liuyang")
     approval = pages.open_task(case, "approve_ops")
     html = pages.get(f"/tasks/{approval.id}").text
@@ -70,9 +72,11 @@ def test_valid_form_completes_and_the_next_task_goes_to_its_role(pages: Pages) -
 def test_add_row_keeps_what_was_typed(pages: Pages) -> None:
     task = pages.open_task(pages.start_change(), "request")
     pages.sign_in("zhangwei")
-    response = pages.post(f"/tasks/{task.id}", dict(CHANGE_FORM, _action="add:affected_systems"))
+    typed = {"target_versions.__rows": "1", "target_versions[0].system": str(demo_systems("办公自动化")[0]),
+             "target_versions[0].version": "e-cology 10.1"}
+    response = pages.post(f"/tasks/{task.id}", dict(CHANGE_FORM, **typed, _action="add:target_versions"))
     assert response.status_code == 200
-    assert 'name="affected_systems[1].name"' in response.text and 'value="办公自动化"' in response.text
+    assert 'name="target_versions[1].version"' in response.text and 'value="e-cology 10.1"' in response.text
 
 
 def test_upload_fills_the_attachment_field(pages: Pages) -> None:
