@@ -145,13 +145,13 @@ def go_live(flow: Flow, clock: Clock, case: int, test_case: int) -> None:
     change = [x["instance_id"] for x in flow.links(case) if x["kind"] == "go_live"][-1]
     prefilled = flow.prefill(change, "request")
     flow.do(change, "request", "zhangwei", change_request(
-        title=prefilled["title"], purpose=prefilled["purpose"], affected_systems=prefilled["affected_systems"],
-        window_start=start, window_end=end, test_case_id=test_case))
+        title=prefilled["title"], purpose=prefilled["purpose"], systems=prefilled["systems"],
+        target_versions=prefilled["target_versions"], window_start=start, window_end=end, test_case_id=test_case))
     flow.do(change, "approve_ops", "liuyang", {"decision": "approve"})
     clock.now = datetime.fromisoformat(start) + timedelta(seconds=1)  # the window opens
     flow.engine.runtime.fire_due_timers()
     done = (datetime.fromisoformat(start) + timedelta(minutes=40)).isoformat()
-    flow.do(change, "implement", "lina", {"steps": [{"at": start, "action": "部署两融风控 V3", "result": "完成"}],
+    flow.do(change, "implement", "lina", {"steps": [{"at": start, "action": "部署清算 V3", "result": "完成"}],
                                           "finished_at": done})
     for step, who in (("review", "wangqiang"), ("verify_tech", "lina"), ("verify_business", "zhoujie")):
         flow.do(change, step, who, {"result": "success"})
@@ -169,7 +169,7 @@ def test_delivery_acceptance_decisions_in_the_browser(library_server, clock: Clo
     base, engine = library_server
     flow = Flow(engine)
     test_case = passed_test_case(flow)
-    case = flow.start("delivery", "zhangwei", {"title": "两融风控系统 V3 交付"})
+    case = flow.start("delivery", "zhangwei", {"title": "清算系统 V3 交付"})
     flow.do(case, "request", "zhangwei", delivery_request(test_case, trial_period="P7D"))
     assert flow.open_names(case) == ["accept_ops"]
     context = browser.new_context(locale="zh-CN", viewport={"width": 1360, "height": 900})
@@ -187,7 +187,7 @@ def test_delivery_acceptance_decisions_in_the_browser(library_server, clock: Clo
     open_task(page, engine, base, case, "request")
     banner = page.inner_text("#returned")
     assert "已退回" in banner and "运维负责人退回：请补充培训签到表" in banner and "刘洋" in banner
-    assert page.input_value("[name=title]") == "两融风控系统 V3 交付"  # their own request, to edit
+    assert page.input_value("[name=title]") == "清算系统 V3 交付"  # their own request, to edit
     assert "验收意见：请补充培训签到表" in page.inner_text("#approval-record")  # the manager's words, in the record
     page.screenshot(path=str(screenshot_dir / "decisions-delivery-1-returned-zh.png"), full_page=True)
     page.fill("[name=description]", "新增实时风控指标与预警，附培训签到表")
@@ -328,7 +328,7 @@ def test_returned_delivery_shows_the_managers_words_only_in_the_banner_and_the_r
         library_server, browser) -> None:
     base, engine = library_server
     flow = Flow(engine)
-    case = flow.start("delivery", "zhangwei", {"title": "两融风控系统 V3 交付"})
+    case = flow.start("delivery", "zhangwei", {"title": "清算系统 V3 交付"})
     flow.do(case, "request", "zhangwei", delivery_request(passed_test_case(flow)))
     flow.do(case, "accept_ops", "liuyang", {"checks": {k: True for k in ITEMS}, "decision": "return",
                                             "comment": "请补充运维交接签字页"})

@@ -59,8 +59,10 @@ def test_change_from_request_to_approval_in_the_browser(live_server, browser, sc
 
     start, end = next_saturday_window()
     page.fill("[name=title]", "调")  # too short: the form refuses it
-    page.fill("[name='affected_systems[0].name']", "办公自动化")
-    page.check("[name='affected_systems[0].core'][value=false]")
+    # the systems come from the configuration register (init --demo seeds it), labelled by name and class
+    systems = page.locator("[data-field=systems]")
+    assert "集中交易（核心交易·一类）" in systems.inner_text()
+    systems.locator("label.check", has_text="办公自动化（非核心·五类）").locator("input[name=systems]").check()
     page.check("[name=change_type][value=normal]")
     page.fill("[name=purpose]", "调整会话超时参数")
     page.fill("[name=window_start]", start)
