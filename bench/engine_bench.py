@@ -89,6 +89,9 @@ class Step:
     bpmn_id: str
     username: str
     data: dict[str, Any]
+    # what the engine writes into the case from the configuration register on this step (a form's
+    # x-register field); the raw side has no register and is given them
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,9 @@ class Scenario:
     # bpmn id of a step -> the moment the clock moves to before it (due timers fire: engine
     # `runtime.fire_due_timers`, raw `refresh_waiting_tasks`).
     timers: dict[str, str] = field(default_factory=dict)
+    # the engine's configuration register (rows as `opsflow ci import` reads them), numbered 1, 2, ...
+    # in this order on the fresh database: the steps name the items by these ids
+    register: tuple[dict[str, Any], ...] = ()
 
 
 def _demo_cast() -> dict[str, list[str]]:
@@ -117,11 +123,14 @@ def _demo_cast() -> dict[str, list[str]]:
 
 
 # A major change on a core trading system, window on a Saturday (a non-trading day, so the trading
-# calendar passes it); data as tests/processes/test_change.py, cast as processes/demo_users.json.
+# calendar passes it); data as tests/processes/test_change.py, cast as processes/demo_users.json. The
+# system is picked from the register (item 1); the window check and the risk read its markets and class.
 CHANGE_START = "2026-11-20T18:00:00+08:00"   # a Friday evening; the window opens Saturday 10:00
 CHANGE_WINDOW = ("2026-11-21T10:00:00+08:00", "2026-11-21T14:00:00+08:00")
 APPROVE = {"decision": "approve", "comment": "同意"}
 SUCCESS = {"result": "success"}
+TRADING = {"name": "集中交易", "class": "核心交易", "system_class": "一类", "category": "集中交易",
+           "markets": ["SSE", "SZSE"], "owner_role": "ops_manager", "version": "UF2.0 V202601"}
 CHANGE = Scenario(
     name="change",
     process_id="change",
@@ -135,12 +144,13 @@ CHANGE = Scenario(
     steps=(
         Step("request", "zhangwei", {
             "title": "集中交易系统参数调整", "change_type": "major",
-            "affected_systems": [{"name": "集中交易", "core": True, "markets": ["SSE", "SZSE"]}],
+            "systems": [1],
             "purpose": "调整会话超时参数", "window_start": CHANGE_WINDOW[0], "window_end": CHANGE_WINDOW[1],
             "plan": "1. 备份参数 2. 修改 3. 重启", "rollback_plan": "恢复备份的参数文件并重启",
             "rollback_tested": True, "implementer": "lina", "reviewer": "wangqiang",
             "business_verifier": "zhoujie",
-            "test_report": {"name": "测试报告.pdf", "sha256": "a" * 64, "signed_by": "huangmin"}}),
+            "test_report": {"name": "测试报告.pdf", "sha256": "a" * 64, "signed_by": "huangmin"}},
+             facts={"affected_systems": [{"id": 1, "name": "集中交易", "core": True, "markets": ["SSE", "SZSE"]}]}),
         Step("cab_review", "chenjing", APPROVE),
         Step("cab_review", "yangfan", APPROVE),
         Step("approve_it_head", "zhaolei", APPROVE),
@@ -155,6 +165,7 @@ CHANGE = Scenario(
     clock_start=CHANGE_START,
     # SpiffWorkflow fires a timer strictly after its due time.
     timers={"implement": (datetime.fromisoformat(CHANGE_WINDOW[0]) + timedelta(seconds=1)).isoformat()},
+    register=(TRADING,),
 )
 
 # A two-lane access request: staff fill a request (assigned to the starter), an ops manager approves.
@@ -205,7 +216,8 @@ class RawServices:
 
     def services(self) -> dict[str, Callable[..., Any]]:
         return {"trading_window_check": self.calendar.check_window, "check_users": self.check_users,
-                "users_with_role": self.users_with_role, "require_case": self.require_case}
+                "users_with_role": self.users_with_role, "require_case": self.require_case,
+                "update_item_versions": self.update_item_versions}
 
     def check_users(self, users: dict[str, Any]) -> dict[str, Any]:
         problems = []
@@ -230,6 +242,12 @@ class RawServices:
         if case_id in (None, ""):
             return {"ok": False, "reason": f"未提供{process_id}流程编号"}
         raise ValueError(f"raw stand-in for require_case got case {case_id!r}: the bench's path has changed")
+
+    @staticmethod
+    def update_item_versions(versions: Any) -> dict[str, Any]:
+        if versions:
+            raise ValueError(f"raw stand-in for update_item_versions got {versions!r}: the bench's path has changed")
+        return {"updated": [], "unchanged": [], "missing": []}
 
 
 def raw_script_engine(scenario: Scenario) -> Any:
@@ -333,7 +351,7 @@ class RawRunner:
             answers = {step.bpmn_id: dict(step.data)}
             if item := instance_output_item(task):
                 answers[item] = dict(step.data)
-            task.set_data(**step.data, **answers)
+            task.set_data(**step.data, **step.facts, **answers)
             task.run()
             self._engine_steps(workflow)
             steps.append(time.perf_counter() - s0)
@@ -390,6 +408,12 @@ class EngineRig:
         self.engine.migrate()
         self.engine.identity.seed_roles(ROOT / "processes" / "roles.json")
         self.actors = {name: self.engine.identity.add_user(name, roles) for name, roles in scenario.users.items()}
+        if scenario.register:
+            self.engine.configuration.import_items("bench", json.dumps(list(scenario.register), ensure_ascii=False),
+                                                   "bench_items.json")
+            numbered = {i.name: i.id for i in self.engine.configuration.list_items()}
+            if numbered != {item["name"]: n for n, item in enumerate(scenario.register, start=1)}:
+                raise RuntimeError(f"bench register numbered {numbered}, not in the scenario's order")
         if scenario.deploy_dir is not None:
             self.engine.repository.deploy_directory(scenario.deploy_dir, "bench")
         else:
