@@ -117,12 +117,7 @@ class LibraryServices:
         if other.status != "completed" or other.data.get(field) not in accepted:
             return {"ok": False, "reason": f"流程 {other_id} 尚未完成或结论不是 {expected}"
                                            f"（状态 {other.status}，{field}={other.data.get(field)!r}）"}
-        with self.ctx.db.transaction() as s:
-            linked = s.scalars(select(CaseLink).where(CaseLink.from_instance_id == current_id,
-                                                      CaseLink.to_instance_id == other_id,
-                                                      CaseLink.kind == kind)).first()
-        if linked is None:
-            self.runtime.link(current_id, other_id, kind, username)
+        self.runtime.link(current_id, other_id, kind, username)
         return {"ok": True, "reason": "", "instance_id": other_id, "title": other.title}
 
     def check_test_evidence(self, test_case_id: Any, systems: Any, target_versions: Any = None) -> dict[str, Any]:

@@ -150,11 +150,7 @@ class TestEvidence:
             problems = judge(case, system_ids, wanted, names)
             if problems:
                 return _refused("；".join(problems))
-            already = s.scalars(select(CaseLink).where(CaseLink.from_instance_id == current_id,
-                                                       CaseLink.to_instance_id == testing_id,
-                                                       CaseLink.kind == EVIDENCE_KIND)).first()
-            if already is None:
-                self.runtime.link(current_id, testing_id, EVIDENCE_KIND, username)
+            self.runtime.link(current_id, testing_id, EVIDENCE_KIND, username)
         return {"ok": True, "reason": "", "instance_id": testing_id, "title": detail.title}
 
 

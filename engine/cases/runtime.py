@@ -336,10 +336,15 @@ class RuntimeService:
         return {"instance_id": row.id, "process_id": process_id}
 
     def link(self, from_id: int, to_id: int, kind: str, actor: str) -> None:
+        """Link two cases; a link already made is left as it is (a step re-run after a return)."""
         with self.ctx.db.transaction() as s:
             for case_id in (from_id, to_id):
                 if s.get(ProcessInstance, case_id) is None:
                     raise NotFound(f"unknown case {case_id}")
+            if s.scalars(select(CaseLink.id).where(CaseLink.from_instance_id == from_id,
+                                                   CaseLink.to_instance_id == to_id,
+                                                   CaseLink.kind == kind)).first() is not None:
+                return
             s.add(CaseLink(from_instance_id=from_id, to_instance_id=to_id, kind=kind,
                            created_at=self.ctx.now(), created_by=actor))
             self.audit.record(s, actor, "case.linked", instance_id=from_id, data={"to": to_id, "kind": kind})
