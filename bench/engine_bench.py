@@ -115,6 +115,9 @@ class Scenario:
     # the engine's configuration register (rows as `opsflow ci import` reads them), numbered 1, 2, ...
     # in this order on the fresh database: the steps name the items by these ids
     register: tuple[dict[str, Any], ...] = ()
+    # data the engine side adds to the first step, made before each case starts and not timed (the
+    # change's test evidence: a passed system_testing case serves one change only)
+    prepare: Callable[[EngineRig], dict[str, Any]] | None = None
 
 
 def _demo_cast() -> dict[str, list[str]]:
@@ -131,6 +134,42 @@ APPROVE = {"decision": "approve", "comment": "同意"}
 SUCCESS = {"result": "success"}
 TRADING = {"name": "集中交易", "class": "核心交易", "system_class": "一类", "category": "集中交易",
            "markets": ["SSE", "SZSE"], "owner_role": "ops_manager", "version": "UF2.0 V202601"}
+
+
+def test_evidence(rig: EngineRig) -> dict[str, Any]:
+    """A system_testing case of the register's items at their versions, passed: the report uploaded,
+    signed off by the other test lead, accepted; cited by the next change (its test_case_id)."""
+    eng, actors = rig.engine, rig.actors
+    items = eng.configuration.list_items()
+    case = eng.runtime.start("system_testing", actors["huangmin"], {"title": "集中交易升级测试"}).id
+
+    def do(bpmn_id: str, username: str, data: dict[str, Any]) -> None:
+        task = next(t for t in eng.runtime.show(case).open_tasks if t.bpmn_id == bpmn_id)
+        if task.assignee is None:
+            eng.tasks.claim(task.id, actors[username])
+        eng.tasks.complete(task.id, actors[username], data)
+
+    do("plan", "huangmin", {"title": "集中交易升级测试", "systems": [i.id for i in items],
+                            "tested_versions": [{"system": i.id, "version": i.version} for i in items],
+                            "scope": "委托、撤单接口",
+                            "environment": {"name": "UAT", "not_production": True, "data_desensitised": True},
+                            "test_types": ["functional", "regression", "rollback", "performance"],
+                            "touches_critical_paths": True})
+    do("execute", "huangmin", {"results": [{"type": "functional", "passed": True, "cases_run": 10,
+                                            "cases_failed": 0}], "defects": []})
+    report_task = next(t for t in eng.runtime.show(case).open_tasks if t.bpmn_id == "report")
+    row = eng.attachments.add(case, report_task.id, "测试报告.pdf", "application/pdf", b"%PDF-1.7 bench",
+                              actors["huangmin"], kind="form")
+    do("report", "huangmin", {"summary": "全部用例通过", "conclusion": "passed",
+                              "report_file": {"name": row.filename, "sha256": row.sha256}})
+    do("signoff", "songtao", {"decision": "approve"})
+    do("accept_business", "zhoujie", {"result": "success"})
+    do("accept_ops", "liuyang", {"result": "success"})
+    if eng.runtime.show(case).data.get("outcome") != "passed":
+        raise RuntimeError(f"bench test evidence: system_testing case {case} did not pass")
+    return {"test_case_id": case}
+
+
 CHANGE = Scenario(
     name="change",
     process_id="change",
@@ -148,8 +187,7 @@ CHANGE = Scenario(
             "purpose": "调整会话超时参数", "window_start": CHANGE_WINDOW[0], "window_end": CHANGE_WINDOW[1],
             "plan": "1. 备份参数 2. 修改 3. 重启", "rollback_plan": "恢复备份的参数文件并重启",
             "rollback_tested": True, "implementer": "lina", "reviewer": "wangqiang",
-            "business_verifier": "zhoujie",
-            "test_report": {"name": "测试报告.pdf", "sha256": "a" * 64, "signed_by": "huangmin"}},
+            "business_verifier": "zhoujie"},
              facts={"affected_systems": [{"id": 1, "name": "集中交易", "core": True, "markets": ["SSE", "SZSE"]}]}),
         Step("cab_review", "chenjing", APPROVE),
         Step("cab_review", "yangfan", APPROVE),
@@ -166,6 +204,7 @@ CHANGE = Scenario(
     # SpiffWorkflow fires a timer strictly after its due time.
     timers={"implement": (datetime.fromisoformat(CHANGE_WINDOW[0]) + timedelta(seconds=1)).isoformat()},
     register=(TRADING,),
+    prepare=test_evidence,
 )
 
 # A two-lane access request: staff fill a request (assigned to the starter), an ops manager approves.
@@ -202,8 +241,11 @@ class RawServices:
       over the scenario's cast in memory instead of the user table.
     - users_with_role: the cast's holders of the role, sorted, the starter left out (the engine
       reads the starter from the case row and the users from the database).
-    - require_case: the engine's answer when no case number is given (`ok: false`, the same reason);
-      this path gives none. Any other argument raises: the path has changed.
+    - check_test_evidence: accepted, as the engine accepts the passed testing case the bench makes
+      for each of its changes (Scenario.prepare, untimed); the raw side has no other cases.
+    - update_item_versions: nothing to update (the path names no target version; any raises).
+    - require_case (delivery's gate, not on this path): the engine's answer when no case number is
+      given (`ok: false`, the same reason). Any other argument raises: the path has changed.
     Other services (start_case, link_cases, ...) are not on the path and raise if called.
     """
 
@@ -217,7 +259,7 @@ class RawServices:
     def services(self) -> dict[str, Callable[..., Any]]:
         return {"trading_window_check": self.calendar.check_window, "check_users": self.check_users,
                 "users_with_role": self.users_with_role, "require_case": self.require_case,
-                "update_item_versions": self.update_item_versions}
+                "update_item_versions": self.update_item_versions, "check_test_evidence": self.check_test_evidence}
 
     def check_users(self, users: dict[str, Any]) -> dict[str, Any]:
         problems = []
@@ -242,6 +284,11 @@ class RawServices:
         if case_id in (None, ""):
             return {"ok": False, "reason": f"未提供{process_id}流程编号"}
         raise ValueError(f"raw stand-in for require_case got case {case_id!r}: the bench's path has changed")
+
+    @staticmethod
+    def check_test_evidence(test_case_id: Any, systems: Any, target_versions: Any = None) -> dict[str, Any]:
+        # the raw side has no testing cases: the engine side cites one made for each case (Scenario.prepare)
+        return {"ok": True, "reason": ""}
 
     @staticmethod
     def update_item_versions(versions: Any) -> dict[str, Any]:
@@ -421,6 +468,12 @@ class EngineRig:
                                            for p in (scenario.bpmn, *scenario.dmn)], "bench")
         self.database = describe_database(self.engine)
         self.cases = 0
+        self.prepared: list[dict[str, Any]] = []  # Scenario.prepare's data, made ahead for the next cases
+
+    def prepare_ahead(self, n: int) -> None:
+        """Make the next `n` cases' prepared data now, so the loops that time whole cases leave it out."""
+        if self.scenario.prepare is not None:
+            self.prepared.extend(self.scenario.prepare(self) for _ in range(n))
 
     def run_case(self, around: Callable[[str, Callable[[], Any]], Any] | None = None,
                  after_step: Callable[[int], None] | None = None) -> int:
@@ -434,13 +487,14 @@ class EngineRig:
         if self.now is not None:
             self.now[0] = datetime.fromisoformat(sc.clock_start)  # type: ignore[arg-type]
         starter = self.actors[sc.starter]
+        prepared = (self.prepared.pop(0) if self.prepared else sc.prepare(self)) if sc.prepare is not None else {}
         case = wrap("start", lambda: eng.runtime.start(sc.process_id, starter, dict(sc.start_data)))
         case_id = case.id
         if after_step:
             after_step(case_id)
         pending: list[Any] = []  # open task rows of this case the engine has handed back
         looked_up = False
-        for step in sc.steps:
+        for index, step in enumerate(sc.steps):
             task = self._pick(pending, step)
             if task is None and step.bpmn_id in sc.timers:
                 if self.now is not None:
@@ -459,7 +513,8 @@ class EngineRig:
                                    f"open: {sorted(t.bpmn_id for t in pending)}")
             pending.remove(task)
             actor = self.actors[step.username]
-            created = wrap(step.bpmn_id, lambda t=task, a=actor, d=dict(step.data): eng.tasks.complete(t.id, a, d))
+            data = {**step.data, **prepared} if index == 0 else dict(step.data)
+            created = wrap(step.bpmn_id, lambda t=task, a=actor, d=data: eng.tasks.complete(t.id, a, d))
             pending.extend(created)
             if after_step:
                 after_step(case_id)
@@ -540,6 +595,7 @@ class EngineSide:
             self.rig.run_case()
 
     def run(self, n: int) -> None:
+        self.rig.prepare_ahead(n)  # untimed: each change's test evidence
         c0, t0 = time.thread_time(), time.perf_counter()
         for _ in range(n):
             self.rig.run_case(around=self.timed)

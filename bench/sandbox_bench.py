@@ -332,6 +332,7 @@ def engine_workload(sizes: Sizes, log: Callable[[str], None]) -> dict[str, Any]:
             url, tmp = stack.enter_context(fresh_database("sqlite", f"opsflow-sandbox-{side}-"))
             rigs[side] = EngineRig(CHANGE, url, tmp)
             stack.callback(rigs[side].close)
+            rigs[side].prepare_ahead(sizes.warmup + sizes.engine)  # each change's test evidence, untimed
         plain = rigs["plain"].engine.ctx
         plain.script_engine = plain_engine(None, plain.environment.services)
         without_budgets(rigs["budgets_off"].engine.ctx.environment)

@@ -15,7 +15,7 @@ from tests.conftest import ROOT, Clock, make_settings
 from tests.e2e.conftest import serving
 from tests.e2e.test_inbox_e2e import SHANGHAI, login, logout, next_saturday_window
 from tests.processes.conftest import Flow
-from tests.processes.test_change import change_request
+from tests.processes.test_change import change_request, evidence_for
 from tests.processes.test_delivery import ITEMS, delivery_request
 from tests.processes.test_emergency import FIRST_REPORT, declaration
 from tests.processes.test_incident import incident_report
@@ -61,7 +61,7 @@ def test_change_approvers_decide_on_empty_forms_and_a_return_reaches_the_request
     request = engine.runtime.show(case).open_tasks[0]
     engine.tasks.complete(request.id, requester, change_request(
         title="行情网关参数调整", window_start=f"{start}:00+08:00", window_end=f"{end}:00+08:00",
-        rollback_tested=False, test_report={"name": "测试报告.pdf", "sha256": "a" * 64, "signed_by": "huangmin"}))
+        rollback_tested=False, test_case_id=evidence_for(Flow(engine))))
     assert [t.bpmn_id for t in engine.runtime.show(case).open_tasks] == ["approve_ops"]  # medium risk
     context = browser.new_context(locale="zh-CN", viewport={"width": 1360, "height": 900})
     page = context.new_page()

@@ -11,6 +11,7 @@ import pytest
 
 from engine.errors import Forbidden, ValidationFailed
 from tests.processes.conftest import Flow
+from tests.processes.test_system_testing import passed_testing_case
 
 SATURDAY = ("2026-11-21T10:00:00+08:00", "2026-11-21T14:00:00+08:00")
 MONDAY_MORNING = ("2026-11-23T10:00:00+08:00", "2026-11-23T10:30:00+08:00")
@@ -18,7 +19,6 @@ APPROVE = {"decision": "approve"}
 SUCCESS = {"result": "success"}
 IMPLEMENTED = {"steps": [{"at": "2026-11-21T10:05:00+08:00", "action": "停止服务并更新参数", "result": "完成"}],
                "finished_at": "2026-11-21T10:40:00+08:00"}
-REPORT = {"name": "测试报告.pdf", "sha256": "a" * 64, "signed_by": "huangmin"}
 # The demo register (processes/demo_config_items.json) seeded into a fresh database numbers its items in
 # the file's order; test_change_register proves it, so forms filled without an engine at hand name ids.
 DEMO_ITEMS = json.loads((Path(__file__).resolve().parents[2] / "processes" / "demo_config_items.json")
@@ -43,6 +43,12 @@ def change_request(**changes: Any) -> dict[str, Any]:
 
 
 CORE = demo_systems("集中交易")
+
+
+def evidence_for(flow: Flow, *names: str) -> int:
+    """Test evidence for one change: a passed, signed-off system_testing case of `names` (default the
+    default request's 办公自动化) at their register versions."""
+    return passed_testing_case(flow, names or ("办公自动化",))
 
 
 def submit(flow: Flow, **changes: Any) -> int:
@@ -120,7 +126,7 @@ def test_success_with_issues_needs_the_issues(flow: Flow) -> None:
 
 
 def test_medium_risk_change_goes_to_ops_manager_then_it_head(flow: Flow) -> None:
-    case = submit(flow, rollback_tested=False, test_report=REPORT)
+    case = submit(flow, rollback_tested=False, test_case_id=evidence_for(flow))
     assert (flow.data(case)["risk"], flow.data(case)["approval_route"]) == ("medium", "ops_manager_it_head")
     flow.do(case, "approve_ops", "liuyang", APPROVE)
     assert flow.open_names(case) == ["approve_it_head"]
@@ -134,12 +140,12 @@ def test_medium_risk_change_without_test_evidence_is_returned(flow: Flow) -> Non
     task = flow.task(case, "request")
     assert task.assignee == "zhangwei"
     assert "测试" in flow.data(case)["return_reason"]
-    flow.do(case, "request", "zhangwei", change_request(rollback_tested=False, test_report=REPORT))
+    flow.do(case, "request", "zhangwei", change_request(rollback_tested=False, test_case_id=evidence_for(flow)))
     assert flow.open_names(case) == ["approve_ops"]
 
 
 def test_major_change_needs_every_cab_member_then_it_head(flow: Flow) -> None:
-    case = submit(flow, change_type="major", systems=CORE, test_report=REPORT)
+    case = submit(flow, change_type="major", systems=CORE, test_case_id=evidence_for(flow, "集中交易"))
     assert flow.data(case)["risk"] == "high"
     cab = flow.open_tasks(case)
     assert sorted((t.bpmn_id, t.assignee) for t in cab) == [("cab_review", "chenjing"), ("cab_review", "yangfan")]
@@ -154,7 +160,7 @@ def test_major_change_needs_every_cab_member_then_it_head(flow: Flow) -> None:
 
 
 def test_one_cab_rejection_rejects_the_change(flow: Flow) -> None:
-    case = submit(flow, change_type="major", systems=CORE, test_report=REPORT)
+    case = submit(flow, change_type="major", systems=CORE, test_case_id=evidence_for(flow, "集中交易"))
     flow.do(case, "cab_review", "yangfan", {"decision": "reject", "comment": "回退方案不完备"}, assignee="yangfan")
     assert flow.status(case) == "completed"
     assert flow.open_names(case) == []
@@ -166,7 +172,7 @@ def test_one_cab_rejection_rejects_the_change(flow: Flow) -> None:
 
 
 def test_each_cab_member_vote_and_conditions_are_recorded_and_shown_to_the_it_head(flow: Flow) -> None:
-    case = submit(flow, change_type="major", systems=CORE, test_report=REPORT)
+    case = submit(flow, change_type="major", systems=CORE, test_case_id=evidence_for(flow, "集中交易"))
     flow.do(case, "cab_review", "chenjing", {"decision": "approve", "conditions": "须在盘后实施"},
             assignee="chenjing")
     flow.do(case, "cab_review", "yangfan", {"decision": "approve", "comment": "同意"}, assignee="yangfan")
@@ -179,7 +185,8 @@ def test_each_cab_member_vote_and_conditions_are_recorded_and_shown_to_the_it_he
 
 def test_core_normal_change_on_a_trading_day_goes_to_cab(flow: Flow) -> None:
     evening = ("2026-11-24T16:00:00+08:00", "2026-11-24T18:00:00+08:00")  # Tuesday, after the close
-    case = submit(flow, systems=CORE, window_start=evening[0], window_end=evening[1], test_report=REPORT)
+    case = submit(flow, systems=CORE, window_start=evening[0], window_end=evening[1],
+                  test_case_id=evidence_for(flow, "集中交易"))
     data = flow.data(case)
     assert (data["window_check"]["window_class"], data["risk"]) == ("trading_day", "high")
     assert flow.open_names(case) == ["cab_review", "cab_review"]
@@ -208,14 +215,14 @@ def test_window_overlapping_trading_is_returned_with_the_reason(flow: Flow) -> N
     assert "交易时段重叠" in reason and "上海证券交易所" in reason
     request = flow.task(case, "request")
     assert request.returned_by is None and "交易时段重叠" in (request.return_reason or "")  # an automatic check
-    flow.do(case, "request", "zhangwei", change_request(systems=CORE, test_report=REPORT))
+    flow.do(case, "request", "zhangwei", change_request(systems=CORE, test_case_id=evidence_for(flow, "集中交易")))
     assert flow.data(case)["return_reason"] == ""
     assert flow.open_names(case) == ["approve_ops"]
 
 
 def test_futures_night_session_blocks_an_early_saturday_window(flow: Flow) -> None:
     case = submit(flow, systems=flow.systems("期货交易"), window_start="2026-11-21T01:00:00+08:00",
-                  window_end="2026-11-21T03:00:00+08:00", test_report=REPORT)
+                  window_end="2026-11-21T03:00:00+08:00", test_case_id=evidence_for(flow, "期货交易"))
     assert flow.open_names(case) == ["request"]
     assert "上海期货交易所" in flow.data(case)["return_reason"]
 
@@ -239,7 +246,7 @@ def test_returned_change_reopens_for_the_requester_with_the_reason(flow: Flow) -
 
 
 def test_a_form_cannot_carry_fields_it_does_not_declare(flow: Flow) -> None:
-    case = submit(flow, rollback_tested=False, test_report=REPORT)  # medium: ops manager, then IT head
+    case = submit(flow, rollback_tested=False, test_case_id=evidence_for(flow))  # medium: ops manager, then IT head
     with pytest.raises(ValidationFailed) as refused:
         flow.do(case, "approve_ops", "liuyang", {"decision": "approve", "approval_route": "ops_manager"})
     assert [e.field for e in refused.value.errors] == ["approval_route"]

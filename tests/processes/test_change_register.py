@@ -24,6 +24,7 @@ from tests.processes.test_change import (
     SUCCESS,
     change_request,
     close,
+    evidence_for,
     implement_to_close,
     open_window,
     submit,
@@ -63,7 +64,7 @@ def test_core_trading_change_in_monday_trading_hours_is_caught_by_the_registers_
 def test_core_flag_from_the_register_steers_the_risk(flow: Flow) -> None:
     evening = ("2026-11-24T16:00:00+08:00", "2026-11-24T18:00:00+08:00")  # Tuesday, after the close
     core = submit(flow, systems=flow.systems("集中交易"), window_start=evening[0], window_end=evening[1],
-                  test_report={"name": "测试报告.pdf", "sha256": "a" * 64, "signed_by": "huangmin"})
+                  test_case_id=evidence_for(flow, "集中交易"))
     office = submit(flow, window_start=evening[0], window_end=evening[1])
     assert (flow.data(core)["risk"], flow.data(office)["risk"]) == ("high", "low")
 
@@ -173,3 +174,19 @@ def test_problem_started_with_systems_by_id_names_the_registers_items(flow: Flow
     flow.do(case, "register", "liuyang", {"title": "登录缓慢反复发生", "description": "近一月三次早盘登录超时",
                                           "systems": [online], "priority": "high", "analyst": "lina"})
     assert flow.data(case)["affected_systems"] == ["网上交易"]
+
+
+def test_test_evidence_must_have_tested_the_changes_systems(flow: Flow) -> None:
+    case = submit(flow, rollback_tested=False, test_case_id=evidence_for(flow, "集中交易"))  # medium: evidence needed
+    assert flow.open_names(case) == ["request"]
+    assert f"未测试“{OFFICE}”" in flow.data(case)["return_reason"]
+    flow.do(case, "request", "zhangwei", change_request(rollback_tested=False, test_case_id=evidence_for(flow)))
+    assert flow.open_names(case) == ["approve_ops"]
+
+
+def test_a_typed_test_report_is_no_evidence_and_no_field(flow: Flow) -> None:
+    case = flow.start("change", "zhangwei", {"title": "变更"})
+    typed = {"name": "测试报告.pdf", "sha256": "a" * 64, "signed_by": "huangmin"}
+    with pytest.raises(ValidationFailed) as refused:
+        flow.do(case, "request", "zhangwei", change_request(rollback_tested=False, test_report=typed))
+    assert [e.field for e in refused.value.errors] == ["test_report"]

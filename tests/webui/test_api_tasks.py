@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.processes.test_change import APPROVE, change_request
+from tests.processes.conftest import Flow
+from tests.processes.test_change import APPROVE, change_request, evidence_for
 from tests.webui.test_api_endpoints import error
 from tests.webui.test_api_support import Api, api, api_clock, api_engine, app  # noqa: F401
 
@@ -121,8 +122,7 @@ def test_complete_refusals(api: Api) -> None:
 
 
 def test_an_extra_key_is_refused_with_422_naming_it_and_nothing_moves(api: Api) -> None:
-    case = submitted(api, rollback_tested=False, test_report={"name": "r.pdf", "sha256": "a" * 64,
-                                                               "signed_by": "huangmin"})
+    case = submitted(api, rollback_tested=False, test_case_id=evidence_for(Flow(api.engine)))
     task = api.open_task(case, "approve_ops")["id"]
     api.ok(api.post(f"/tasks/{task}/claim", "liuyang"))
     refused = error(api.post(f"/tasks/{task}/complete", "liuyang",

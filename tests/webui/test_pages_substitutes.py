@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 
 from engine.errors import BadRequest, Forbidden
-from tests.processes.test_change import REPORT
+from tests.processes.conftest import Flow
 from tests.processes.test_change import change_request as change_form_data
+from tests.processes.test_change import evidence_for
 from tests.webui.test_pages_support import CHANGE_FORM, Pages, page_clock, page_engine, pages  # noqa: F401
 
 CHANGE_FORM_DATA = change_form_data()
@@ -111,7 +112,7 @@ def test_an_unqualified_substitute_is_refused_and_acts_only_on_roles_they_hold(p
     svc.create(pages.actor("qianjin"), "zhaoyun", now, now + timedelta(days=3))  # qualified for the staff work
     case = pages.start_change()
     pages.engine.tasks.complete(pages.open_task(case, "request").id, pages.actor("zhangwei"),
-                                dict(CHANGE_FORM_DATA, rollback_tested=False, test_report=REPORT))
+                                dict(CHANGE_FORM_DATA, rollback_tested=False, test_case_id=evidence_for(Flow(engine))))
     pages.engine.tasks.complete(pages.open_task(case, "approve_ops").id, pages.actor("liuyang"),
                                 {"decision": "approve"})
     approval = pages.open_task(case, "approve_it_head")
