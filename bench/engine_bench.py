@@ -243,6 +243,8 @@ class RawServices:
       reads the starter from the case row and the users from the database).
     - check_test_evidence: accepted, as the engine accepts the passed testing case the bench makes
       for each of its changes (Scenario.prepare, untimed); the raw side has no other cases.
+    - check_standard_change: the engine's answer when no template is cited (`ok: false`, the same
+      reason; the change is not standard, so the precheck ignores it). A template raises.
     - update_item_versions: nothing to update (the path names no target version; any raises).
     - require_case (delivery's gate, not on this path): the engine's answer when no case number is
       given (`ok: false`, the same reason). Any other argument raises: the path has changed.
@@ -259,7 +261,8 @@ class RawServices:
     def services(self) -> dict[str, Callable[..., Any]]:
         return {"trading_window_check": self.calendar.check_window, "check_users": self.check_users,
                 "users_with_role": self.users_with_role, "require_case": self.require_case,
-                "update_item_versions": self.update_item_versions, "check_test_evidence": self.check_test_evidence}
+                "update_item_versions": self.update_item_versions, "check_test_evidence": self.check_test_evidence,
+                "check_standard_change": self.check_standard_change}
 
     def check_users(self, users: dict[str, Any]) -> dict[str, Any]:
         problems = []
@@ -289,6 +292,12 @@ class RawServices:
     def check_test_evidence(test_case_id: Any, systems: Any, target_versions: Any = None) -> dict[str, Any]:
         # the raw side has no testing cases: the engine side cites one made for each case (Scenario.prepare)
         return {"ok": True, "reason": ""}
+
+    @staticmethod
+    def check_standard_change(template_id: Any, systems: Any, rollback_tested: Any) -> dict[str, Any]:
+        if template_id in (None, ""):
+            return {"ok": False, "reason": "标准变更须引用一个生效的标准变更模板"}
+        raise ValueError(f"raw stand-in for check_standard_change got template {template_id!r}: the path has changed")
 
     @staticmethod
     def update_item_versions(versions: Any) -> dict[str, Any]:

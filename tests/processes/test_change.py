@@ -11,6 +11,7 @@ import pytest
 
 from engine.errors import Forbidden, ValidationFailed
 from tests.processes.conftest import Flow
+from tests.processes.test_standard_change import approved, templates
 from tests.processes.test_system_testing import passed_testing_case
 
 SATURDAY = ("2026-11-21T10:00:00+08:00", "2026-11-21T14:00:00+08:00")
@@ -94,7 +95,9 @@ def open_window(flow: Flow, start: str) -> None:
 
 
 def test_standard_change_needs_no_approval(flow: Flow) -> None:
-    case = submit(flow, change_type="standard", standard_template="STD-007 参数调整")
+    approved(flow)  # SC-0001: 行情 and 办公自动化, rollback tested, approved by the ops manager and the IT head
+    [template] = templates(flow.engine)
+    case = submit(flow, change_type="standard", standard_template=template.id)
     data = flow.data(case)
     assert (data["risk"], data["approval_route"]) == ("low", "none")
     implement_to_close(flow, case)

@@ -29,6 +29,7 @@ from tests.processes.test_change import (
     open_window,
     submit,
 )
+from tests.processes.test_standard_change import approved, templates
 
 OFFICE = "办公自动化"
 
@@ -190,3 +191,19 @@ def test_a_typed_test_report_is_no_evidence_and_no_field(flow: Flow) -> None:
     with pytest.raises(ValidationFailed) as refused:
         flow.do(case, "request", "zhangwei", change_request(rollback_tested=False, test_report=typed))
     assert [e.field for e in refused.value.errors] == ["test_report"]
+
+
+def test_standard_change_must_cite_an_active_template_for_its_systems(flow: Flow) -> None:
+    approved(flow)  # SC-0001 covers 行情 and 办公自动化
+    [template] = templates(flow.engine)
+    case = submit(flow, change_type="standard", standard_template=999)  # "随便写的模板"
+    assert flow.open_names(case) == ["request"]
+    assert "标准变更模板 999 不存在" in flow.data(case)["return_reason"]
+    flow.do(case, "request", "zhangwei", change_request(change_type="standard", standard_template=template.id,
+                                                        systems=flow.systems("集中交易")))
+    assert "不适用于：集中交易" in flow.data(case)["return_reason"]
+    flow.do(case, "request", "zhangwei", change_request(change_type="standard", standard_template=template.id,
+                                                        systems=flow.systems("行情"), rollback_tested=False))
+    assert "核心系统的回退方案未经测试，不得按标准变更实施" in flow.data(case)["return_reason"]  # never standard
+    flow.do(case, "request", "zhangwei", change_request(change_type="standard", standard_template=template.id))
+    assert (flow.open_names(case), flow.data(case)["approval_route"]) == ([], "none")  # waits for its window
