@@ -7,6 +7,8 @@ from datetime import timedelta
 import pytest
 
 from engine.errors import BadRequest, Forbidden
+from engine.spiff.parsing import SourceFile
+from tests.conftest import ROOT
 from tests.processes.conftest import Flow
 from tests.processes.test_change import change_request as change_form_data
 from tests.processes.test_change import evidence_for
@@ -110,6 +112,9 @@ def test_an_unqualified_substitute_is_refused_and_acts_only_on_roles_they_hold(p
     engine.identity.add_user("qianjin", ["it_head", "staff"], "钱进")  # an IT head who also raises requests
     engine.identity.add_user("zhaoyun", ["staff"], "赵云")
     svc.create(pages.actor("qianjin"), "zhaoyun", now, now + timedelta(days=3))  # qualified for the staff work
+    # a medium-risk change cites a passed system_testing case as its test evidence
+    testing = ROOT / "processes" / "system_testing.bpmn"
+    engine.repository.deploy([SourceFile(testing.name, testing.read_bytes())], "owner")
     case = pages.start_change()
     pages.engine.tasks.complete(pages.open_task(case, "request").id, pages.actor("zhangwei"),
                                 dict(CHANGE_FORM_DATA, rollback_tested=False, test_case_id=evidence_for(Flow(engine))))

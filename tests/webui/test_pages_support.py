@@ -47,8 +47,7 @@ CHANGE_FORM = {
 def change_library(tmp: Path) -> Path:
     target = tmp / "processes"
     target.mkdir(exist_ok=True)
-    # system_testing: a medium or high risk change cites a passed testing case as its evidence
-    for name in ("change.bpmn", "change_risk.dmn", "system_testing.bpmn", "roles.json"):
+    for name in ("change.bpmn", "change_risk.dmn", "roles.json"):
         shutil.copy(ROOT / "processes" / name, target / name)
     shutil.copytree(ROOT / "processes" / "calendar", target / "calendar", dirs_exist_ok=True)
     return target
