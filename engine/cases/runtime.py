@@ -88,7 +88,7 @@ class RuntimeService:
             errors += [FieldError(k, f"“{k}” is filled in from the configuration register and cannot be set")
                        for k in data if k in facts_names]
             with self.ctx.db.read() as s:
-                facts, named, unknown = picker.resolve(s, registers, data)
+                facts, named, unknown = picker.resolve(s, registers, data, retired_too=True)
             errors += unknown
             data.update(facts)
         if errors:

@@ -61,17 +61,18 @@ def register_schema(forms: Iterable[dict[str, Any] | None]) -> dict[str, Any] | 
     return {"properties": properties} if properties else None
 
 
-def resolve(s: Session, schema: dict[str, Any] | None,
-            data: dict[str, Any]) -> tuple[dict[str, list[dict[str, Any]]], list[int], list[FieldError]]:
+def resolve(s: Session, schema: dict[str, Any] | None, data: dict[str, Any], *,
+            retired_too: bool = False) -> tuple[dict[str, list[dict[str, Any]]], list[int], list[FieldError]]:
     """The facts to write for a submission's register fields, the ids it names, and what is wrong.
 
-    An id must name an item in service; an empty register is named as such, so the requester knows
-    whom to ask rather than seeing an empty list.
+    An id must name an item in service (`retired_too`: any registered item, for start data a process
+    passes on, whose systems may have been retired since they were picked); an empty register is
+    named as such, so the requester knows whom to ask rather than seeing an empty list.
     """
     fields = register_fields(schema)
     if not fields:
         return {}, [], []
-    items = {i.id: i for i in in_service(s)}
+    items = {i.id: i for i in (s.scalars(select(ConfigItem)) if retired_too else in_service(s))}
     facts: dict[str, list[dict[str, Any]]] = {}
     named: list[int] = []
     errors: list[FieldError] = []

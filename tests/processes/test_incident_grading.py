@@ -286,3 +286,20 @@ def test_the_record_names_the_systems_picked_even_after_one_is_retired(flow: Flo
     [systems] = [f for f in report.facts if f["field"] == "systems"]
     assert systems["label"] == "受影响系统"
     assert systems["text"] == ["集中交易（核心交易·一类）", "办公自动化（非核心·五类）"]
+
+
+def test_a_problem_opened_by_an_incident_names_its_systems_even_one_retired_since(flow: Flow) -> None:
+    case = reported(flow, systems=["网上交易", "办公自动化"])
+    register = json.loads((ROOT / "processes" / "demo_config_items.json").read_text(encoding="utf-8"))
+    for item in register:
+        if item["name"] == "办公自动化":
+            item["status"] = "已下线"  # retired while the incident ran: its problem still names it
+    flow.engine.configuration.import_items("opsflow", json.dumps(register, ensure_ascii=False), "register.json")
+    flow.do(case, "respond", "lina", {"assessment": "登录网关连接池耗尽"})
+    flow.do(case, "resolve", "lina", RESOLVED)
+    flow.do(case, "confirm", "wuhao", {"result": "success"})
+    flow.do(case, "close", "liuyang", {"problem_needed": True, "comment": "同类事件第三次发生"})
+    [problem] = [x["instance_id"] for x in flow.links(case) if x["kind"] == "problem"]
+    assert [r["name"] for r in flow.data(problem)["system_records"]] == ["网上交易", "办公自动化"]
+    with flow.engine.ctx.db.read() as s:
+        assert sorted(i.name for i in picker.case_items(s, problem)) == sorted(["网上交易", "办公自动化"])
