@@ -51,6 +51,12 @@ def signed_off(case: TestedCase) -> bool:
                for e in steps[written[-1] + 1:])
 
 
+def _holds_evidence(change: ProcessInstance) -> bool:
+    """A change keeps the test it cited while it runs and once it was implemented (its outcome, 成功 or
+    失败, is recorded); one rejected before implementation or cancelled gives it back for the next try."""
+    return change.status == "running" or (change.status == "completed" and change.outcome is not None)
+
+
 def judge(case: TestedCase, systems: Sequence[int], wanted: Mapping[int, str], names: Mapping[int, str]) -> list[str]:
     """Why `case` is no evidence for a change of `systems` bringing each to `wanted[system]`; [] if it is."""
     if case.status != "completed" or case.data.get("outcome") != "passed":
@@ -140,7 +146,7 @@ class TestEvidence:
                     CaseLink.to_instance_id == testing_id, CaseLink.kind == EVIDENCE_KIND,
                     CaseLink.from_instance_id != current_id))
                 if (other := s.get(ProcessInstance, link.from_instance_id)) is not None
-                and other.process_id == citing_process)
+                and other.process_id == citing_process and _holds_evidence(other))
             stored = frozenset(s.scalars(select(Attachment.sha256).where(Attachment.instance_id == testing_id)))
             try:
                 detail = self.runtime.show(testing_id)

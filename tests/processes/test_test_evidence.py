@@ -159,3 +159,14 @@ def test_what_is_not_a_passed_system_test_is_refused_by_name(flow: Flow) -> None
         "ok": False, "reason": "未列出涉及的系统（配置项编号），无法核对测试证据"}
     assert check(flow, change, test_case, [999999]) == {"ok": False, "reason": "配置项 999999 不在配置项登记簿中"}
     assert evidence_links(flow, change) == []
+
+
+def test_a_change_cancelled_before_implementation_gives_the_test_back(flow: Flow) -> None:
+    (trading,) = flow.systems("集中交易")
+    test_case = passed_testing_case(flow)
+    first, second = change_case(flow), change_case(flow)
+    assert check(flow, first, test_case, [trading])["ok"]
+    assert not check(flow, second, test_case, [trading])["ok"]  # held while the first change runs
+    assert flow.engine.runtime.cancel(first, flow.user("zhangwei"), "方案有误，撤回重提") == "cancelled"
+    assert check(flow, second, test_case, [trading])["ok"]
+    assert sorted(evidence_links(flow, test_case)) == [("from", first), ("from", second)]
