@@ -136,11 +136,7 @@ def shown(field: str, value: Any) -> str:
 # exports --------------------------------------------------------------------------------------
 def export_rows(items: list[ItemView]) -> list[dict[str, Any]]:
     """Each item as an import file row (JSON shape: lists stay lists)."""
-    return [{"name": i.name, "class": i.class_label, "system_class": i.system_class_label, "category": i.category,
-             "markets": list(i.markets), "environment": i.environment, "owner_role": i.owner_role,
-             "maintainer_a": i.maintainer_a, "maintainer_b": i.maintainer_b, "vendor": i.vendor,
-             "version": i.version, "status": i.status, "depends_on": list(i.depends_on), "runs_on": list(i.runs_on)}
-            for i in items]
+    return [i.as_row() for i in items]
 
 
 def _cells(row: dict[str, Any]) -> list[str]:

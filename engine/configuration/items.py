@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from engine.configuration.records import (
     KINDS,
-    TEXT_FIELDS,
     ItemRecord,
     class_label,
     parse,
@@ -61,6 +60,14 @@ class ItemView:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def as_row(self) -> dict[str, Any]:
+        """The item as a row of an import file (an export, a request's fields to overlay): parse_row reads it."""
+        return {"name": self.name, "class": self.class_label, "system_class": self.system_class_label,
+                "category": self.category, "markets": list(self.markets), "environment": self.environment,
+                "owner_role": self.owner_role, "maintainer_a": self.maintainer_a, "maintainer_b": self.maintainer_b,
+                "vendor": self.vendor, "version": self.version, "status": self.status,
+                "depends_on": list(self.depends_on), "runs_on": list(self.runs_on)}
 
     def matches(self, text: str) -> bool:
         needle = text.strip().lower()
@@ -313,13 +320,10 @@ class ConfigurationService:
     @staticmethod
     def _as_row(s: Session, item: ConfigItem, names: dict[int, str]) -> dict[str, Any]:
         """An item as the row of an import file (what a request's fields overlay)."""
-        row: dict[str, Any] = {"name": item.name, "class": class_label(item.core), "system_class": item.system_class,
-                               "category": item.category, "markets": list(item.markets),
-                               **{k: getattr(item, k) for k in TEXT_FIELDS}}
-        for kind in KINDS:
-            row[kind] = sorted(names[rel.to_id] for rel in s.scalars(select(ConfigItemRelation).where(
-                ConfigItemRelation.from_id == item.id, ConfigItemRelation.kind == kind)))
-        return row
+        related: dict[tuple[int, str], list[str]] = {}
+        for rel in s.scalars(select(ConfigItemRelation).where(ConfigItemRelation.from_id == item.id)):
+            related.setdefault((item.id, rel.kind), []).append(names[rel.to_id])
+        return _view(item, related).as_row()
 
     def list_items(self, search: str | None = None) -> list[ItemView]:
         """Every item by name, with its relations; `search` keeps those whose text contains it."""
@@ -329,13 +333,17 @@ class ConfigurationService:
             related: dict[tuple[int, str], list[str]] = {}
             for rel in s.scalars(select(ConfigItemRelation)):
                 related.setdefault((rel.from_id, rel.kind), []).append(names[rel.to_id])
-            views = [ItemView(i.id, i.name, i.core, class_label(i.core), i.system_class,
-                              system_class_label(i.system_class), i.category, list(i.markets), i.environment,
-                              i.owner_role, i.maintainer_a, i.maintainer_b, i.vendor, i.version, i.status,
-                              sorted(related.get((i.id, "depends_on"), [])), sorted(related.get((i.id, "runs_on"), [])),
-                              i.updated_at, i.updated_by) for i in items]
+            views = [_view(i, related) for i in items]
         return [v for v in views if v.matches(search)] if search else views
 
 
 def _relations(relations: Collection[tuple[str, str]]) -> dict[str, list[str]]:
     return {kind: sorted(t for k, t in relations if k == kind) for kind in sorted({k for k, _ in relations})}
+
+
+def _view(i: ConfigItem, related: dict[tuple[int, str], list[str]]) -> ItemView:
+    """An item with the names of what it depends on and runs on (`related`: (item id, kind) -> names)."""
+    return ItemView(i.id, i.name, i.core, class_label(i.core), i.system_class, system_class_label(i.system_class),
+                    i.category, list(i.markets), i.environment, i.owner_role, i.maintainer_a, i.maintainer_b,
+                    i.vendor, i.version, i.status, sorted(related.get((i.id, "depends_on"), [])),
+                    sorted(related.get((i.id, "runs_on"), [])), i.updated_at, i.updated_by)
