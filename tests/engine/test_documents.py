@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 
 from engine import ProcessEngine
 from engine.definitions.forms import read_form
-from engine.errors import BadRequest, Conflict
+from engine.errors import BadRequest, Conflict, Forbidden
 from engine.people.identity import Actor
 from tests.conftest import FIXTURES, ROOT, Clock, make_settings
 from webui import create_app
@@ -203,3 +203,17 @@ def test_two_nodes_saving_one_document_at_once_the_second_is_told_to_reload(
     first.join()
     latest = b.documents.latest("register", "emergency_plans")
     assert latest is not None and (latest.version, latest.data()["description"]) == (2, "A")
+
+
+def test_only_registers_edit_saves_a_register_whatever_the_caller(nodes: tuple[ProcessEngine, ProcessEngine]) -> None:
+    """The page checks the grant, and so does the engine: an API or CLI caller cannot go around it."""
+    a, _b = nodes
+    staff = a.identity.add_user("zhangwei", ["staff"], "张伟")
+    owner = a.identity.add_user("maqing", ["process_owner"], "马青")
+    before = a.documents.history("register", "emergency_plans")
+    with pytest.raises(Forbidden):
+        a.documents.edit(staff, "register", "emergency_plans", '{"entries": []}')
+    assert a.documents.history("register", "emergency_plans") == before
+    with pytest.raises(BadRequest):  # forms go through the form editor, which redeploys their processes
+        a.documents.edit(owner, "form", "approval.json", "{}")
+    assert a.documents.edit(owner, "register", "emergency_plans", '{"entries": []}').version == before[0].version + 1
